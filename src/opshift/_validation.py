@@ -1,0 +1,162 @@
+"""The documented field limits, checked in one place by the client and the local test server.
+
+The client checks before sending, so bad input raises ``BadRequestError`` with the same
+``{"error": ...}`` text the server would answer, and nothing reaches the wire.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import BadRequestError
+
+TEXT_LIMITS = {"title": 200, "description": 2000, "reason": 200, "group_key": 200}
+CHOICES = {
+    "status": ("up", "down"),
+    "severity": ("sev0", "sev1", "sev2", "sev3", "sev4"),
+}
+MAX_METADATA_BYTES = 102_400
+MAX_METADATA_DEPTH = 10
+
+# Built once: json.dumps with non-default options builds a new encoder on every call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_SCALARS = (str, int, type(None))
+
+
+def encode(kind: str, fields: dict[str, Any]) -> bytes:
+    """Validate a ping or alert's fields and return the compact UTF-8 JSON body to sign.
+
+    Keys keep the caller's order; metadata is serialised once, for both its size check and
+    the body. Raises BadRequestError naming the field and the limit.
+    """
+    problem = fields_problem(kind, fields)
+    parts = []
+    if problem is None:
+        for key, value in fields.items():
+            if key == "metadata":
+                text, problem = _encode_metadata(value)
+                if problem is not None:
+                    break
+            else:
+                text = _dumps(value)
+            parts.append(f'"{key}":{text}')
+    if problem is not None:
+        raise bad_request(problem)
+    try:
+        return ("{" + ",".join(parts) + "}").encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(
+            "a field contains a lone surrogate, which is not valid UTF-8; clean the text first"
+        ) from None
+
+
+def problem(kind: str, fields: dict[str, Any]) -> str | None:
+    """Return the server's error message for decoded fields, or None if they are valid."""
+    found = fields_problem(kind, fields)
+    if found is None and "metadata" in fields:
+        found = _encode_metadata(fields["metadata"])[1]
+    return found
+
+
+def fields_problem(kind: str, fields: dict[str, Any]) -> str | None:
+    """Check types, enums, lengths and metadata shape; not metadata's serialised size."""
+    if kind == "alert":
+        title = fields.get("title")
+        if title is None or (isinstance(title, str) and not title.strip()):
+            return "title is required"
+    for key, value in fields.items():
+        choices = CHOICES.get(key)
+        if choices is not None:
+            if not isinstance(value, str) or value not in choices:
+                shown = repr(value)[:40]
+                return f"{key} must be one of {', '.join(choices)} (got {shown})"
+            continue
+        limit = TEXT_LIMITS.get(key)
+        if limit is not None:
+            if not isinstance(value, str):
+                return f"{key} must be a string (got {type(value).__name__})"
+            if len(value) > limit:
+                return f"{key} must be at most {limit} characters (got {len(value)})"
+        elif key == "metadata":
+            if not isinstance(value, dict):
+                return f"metadata must be a JSON object (a dict), got {type(value).__name__}"
+            found = _shape_problem(value, 1, "metadata", set())
+            if found is not None:
+                return found
+    return None
+
+
+def path_problem(name: str, value: object) -> str | None:
+    """Check a path parameter (ping token, webhook id): a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        return f"{name} must be a non-empty string (got {value!r:.40})"
+    return None
+
+
+def bad_request(problem: str) -> BadRequestError:
+    """The error for input rejected before sending, with the server's error envelope."""
+    return BadRequestError(
+        f"400 Bad Request: {problem}. Checked before sending; nothing was sent.",
+        status_code=400,
+        body={"error": problem},
+    )
+
+
+def _encode_metadata(metadata: dict[str, Any]) -> tuple[str, str | None]:
+    """Serialise metadata compactly; return (json, None) or ("", the problem)."""
+    try:
+        text = _dumps(metadata)
+    except (TypeError, ValueError):
+        found = _unencodable(metadata, "metadata")
+        return "", found or "metadata cannot be encoded as JSON"
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_METADATA_BYTES:
+        return "", (
+            f"metadata must be at most {MAX_METADATA_BYTES} bytes as compact JSON (got {size})"
+        )
+    return text, None
+
+
+def _shape_problem(value: Any, level: int, path: str, active: set[int]) -> str | None:
+    """Find a cycle or a nesting deeper than the limit; ``metadata`` itself is level 1."""
+    if id(value) in active:
+        return f"metadata contains a circular reference at {path}"
+    if level > MAX_METADATA_DEPTH:
+        return f"metadata must nest at most {MAX_METADATA_DEPTH} levels deep ({path} is deeper)"
+    active.add(id(value))
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, child in items:
+        if isinstance(child, (dict, list, tuple)):
+            found = _shape_problem(child, level + 1, _child_path(path, key, value), active)
+            if found is not None:
+                return found
+    active.discard(id(value))
+    return None
+
+
+def _unencodable(value: Any, path: str) -> str | None:
+    """Name the first value JSON cannot encode, so the error points at the key."""
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return f"{path} is {value!r}, which is not valid JSON; send null or a string instead"
+        return None
+    if isinstance(value, _SCALARS):
+        return None
+    if isinstance(value, (dict, list, tuple)):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in items:
+            if isinstance(value, dict) and not isinstance(key, (str, int, float, type(None))):
+                return f"{path} has a key of type {type(key).__name__}; JSON keys must be strings"
+            found = _unencodable(child, _child_path(path, key, value))
+            if found is not None:
+                return found
+        return None
+    return (
+        f"{path} is a {type(value).__name__}, which JSON cannot encode; "
+        "convert it to a string or number first"
+    )
+
+
+def _child_path(path: str, key: object, container: object) -> str:
+    return f"{path}.{key}" if isinstance(container, dict) else f"{path}[{key}]"

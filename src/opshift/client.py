@@ -1,0 +1,404 @@
+"""The OpShift client: build the body, validate, sign, send through the transport, parse."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Callable, cast
+
+from . import _validation
+from ._retry import RetryPolicy
+from ._signing import _Signer
+from ._version import __version__
+from .errors import ConfigurationError, OpShiftError, error_for_status, redirect_error
+from .types import AlertResponse, Metadata, PingResponse, PingStatus, Severity
+
+if TYPE_CHECKING:
+    import logging
+
+    from .transport import Transport
+
+__all__ = ["DEFAULT_BASE_URL", "OpShift"]
+
+DEFAULT_BASE_URL = "https://www.opshift.io"
+USER_AGENT = "opshift-python/{} (python {}.{}.{})".format(__version__, *sys.version_info[:3])
+_HEX = frozenset("0123456789abcdefABCDEF")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+class OpShift:
+    """A synchronous OpShift client: signed heartbeat pings and webhook alerts.
+
+    One client is safe to share between threads. Every failure raises ``OpShiftError``
+    (or a subclass); nothing else escapes a call.
+
+    Args:
+        secret: The team's webhook secret, 64 hex characters. Defaults to ``OPSHIFT_SECRET``.
+        base_url: Where OpShift lives. Defaults to ``OPSHIFT_BASE_URL``, then
+            ``https://www.opshift.io``. Point it at a self-hosted or local instance.
+        timeout: Seconds for the whole call: connect, send, wait, read, retries and backoff.
+        max_retries: Extra attempts after a network error or a 500/502/503/504 (0 for none).
+        retry_backoff: Base of the exponential backoff between attempts, in seconds.
+        transport: A callable ``(url, body, headers, timeout) -> (status, body_bytes)``;
+            defaults to ``UrllibTransport()``.
+
+    Raises:
+        ConfigurationError: A setting is invalid, e.g. the secret is not 64 hex characters.
+    """
+
+    def __init__(
+        self,
+        secret: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 2,
+        retry_backoff: float = 0.5,
+        transport: Transport | None = None,
+    ) -> None:
+        self._signer = _Signer(_check_secret(secret))
+        self.base_url = _check_base_url(
+            base_url if base_url is not None else os.environ.get("OPSHIFT_BASE_URL")
+        )
+        self.timeout = _check_number("timeout", timeout, minimum=0.0, inclusive=False)
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigurationError(
+                f"max_retries must be an int >= 0 (got {max_retries!r}); 0 disables retries."
+            )
+        backoff = _check_number("retry_backoff", retry_backoff, minimum=0.0, inclusive=True)
+        self._retry = RetryPolicy(max_retries, backoff)
+        if transport is not None and not callable(transport):
+            raise ConfigurationError(
+                "transport must be callable as transport(url, body, headers, timeout) -> "
+                f"(status, body); got {type(transport).__name__}."
+            )
+        self._owns_transport = transport is None
+        if transport is None:
+            from .transport import UrllibTransport
+
+            transport = UrllibTransport()
+        self.transport: Transport = transport
+        # Injected for tests of the retry loop; a client never needs to change these.
+        self._sleep: Callable[[float], None] = time.sleep
+        self._random: Callable[[], float] | None = None
+
+    @property
+    def max_retries(self) -> int:
+        """Extra attempts after a retryable failure."""
+        return self._retry.max_retries
+
+    def ping(
+        self,
+        ping_token: str,
+        *,
+        status: PingStatus | None = None,
+        reason: str | None = None,
+        group_key: str | None = None,
+        metadata: Metadata | None = None,
+    ) -> PingResponse:
+        """Send a heartbeat: ``POST {base_url}/api/ping/{ping_token}``.
+
+        Only the fields you pass are sent; with none, the body is empty (and signed).
+
+        Args:
+            ping_token: The monitor's ping token from the dashboard.
+            status: ``"up"`` (the server's default) or ``"down"`` to raise an incident now.
+            reason: Why, at most 200 characters; drives down-to-down deduplication.
+            group_key: Routing hint for the alert, at most 200 characters.
+            metadata: A JSON object stored on the ping (100 KB, 10 levels at most).
+
+        Returns:
+            The response: ``message``, ``monitor`` (name, status, monitoringActive) and
+            ``pingStatus``.
+
+        Raises:
+            BadRequestError: A field breaks a documented limit (nothing is sent) or OpShift
+                rejected it.
+            OpShiftError: Any other failure; see the subclasses in ``opshift.errors``.
+        """
+        fields: dict[str, Any] = {}
+        if status is not None:
+            fields["status"] = status
+        if reason is not None:
+            fields["reason"] = reason
+        if group_key is not None:
+            fields["group_key"] = group_key
+        if metadata is not None:
+            fields["metadata"] = metadata
+        path = "/api/ping/" + _path_segment("ping_token", ping_token)
+        body = _validation.encode("ping", fields) if fields else b""
+        return cast(PingResponse, self._send(path, body))
+
+    def alert(
+        self,
+        webhook_url: str,
+        *,
+        title: str,
+        description: str | None = None,
+        severity: Severity | None = None,
+        metadata: Metadata | None = None,
+        group_key: str | None = None,
+    ) -> AlertResponse:
+        """Raise an alert: ``POST {base_url}/api/alerts/trigger/{webhook_url}``.
+
+        Args:
+            webhook_url: The webhook's id from the dashboard (e.g. ``"deploy-failures"``).
+            title: Required, at most 200 characters.
+            description: At most 2000 characters.
+            severity: ``"sev0"`` (critical) to ``"sev4"`` (informational); overrides the
+                webhook's default.
+            metadata: A JSON object for filter rules (100 KB, 10 levels at most).
+            group_key: Alerts with the same key fold into the one open alert.
+
+        Returns:
+            The response; ``status`` is ``created``, ``occurrence_added``, ``reopened`` or
+            ``filtered`` (then ``reason`` says why and there is no ``alertId``).
+
+        Raises:
+            BadRequestError: A field breaks a documented limit (nothing is sent) or OpShift
+                rejected it.
+            OpShiftError: Any other failure; see the subclasses in ``opshift.errors``.
+        """
+        fields: dict[str, Any] = {"title": title}
+        if description is not None:
+            fields["description"] = description
+        if severity is not None:
+            fields["severity"] = severity
+        if metadata is not None:
+            fields["metadata"] = metadata
+        if group_key is not None:
+            fields["group_key"] = group_key
+        path = "/api/alerts/trigger/" + _path_segment("webhook_url", webhook_url)
+        body = _validation.encode("alert", fields)
+        return cast(AlertResponse, self._send(path, body))
+
+    def close(self) -> None:
+        """Release the default transport's resources; a transport you passed is yours to close."""
+        close = getattr(self.transport, "close", None)
+        if self._owns_transport and callable(close):
+            close()
+
+    def __enter__(self) -> OpShift:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"OpShift(base_url={self.base_url!r}, timeout={self.timeout!r}, "
+            f"max_retries={self.max_retries!r})"
+        )
+
+    def _send(self, path: str, body: bytes) -> dict[str, Any]:
+        """POST signed bytes, retrying per the policy within one deadline; return the JSON."""
+        url = self.base_url + path
+        headers = _SignedHeaders(
+            {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+                "X-Webhook-Signature": self._signer.sign(body),
+            }
+        )
+        log = _logger()
+        deadline = time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                status, data = self._call_transport(url, body, headers, deadline - started)
+                result = _parse(status, data)
+            except OpShiftError as error:
+                now = time.monotonic()
+                wait = self._retry.delay(
+                    error, attempt, deadline - now, self.timeout, self._jitter()
+                )
+                if log.isEnabledFor(10):
+                    log.debug(
+                        "POST %s failed in %.1f ms (attempt %d/%d): %s%s",
+                        path,
+                        (now - started) * 1000,
+                        attempt,
+                        self._retry.max_retries + 1,
+                        error,
+                        "" if wait is None else f"; retrying in {wait:.3f} s",
+                    )
+                if wait is None:
+                    raise
+                self._sleep(wait)
+                continue
+            if log.isEnabledFor(10):
+                log.debug(
+                    "POST %s -> %d in %.1f ms (attempt %d/%d)",
+                    path,
+                    status,
+                    (time.monotonic() - started) * 1000,
+                    attempt,
+                    self._retry.max_retries + 1,
+                )
+            return result
+
+    def _call_transport(
+        self, url: str, body: bytes, headers: _SignedHeaders, timeout: float
+    ) -> tuple[int, bytes]:
+        """Call the transport; whatever it raises becomes an OpShiftError with the cause chained."""
+        try:
+            result = self.transport(url, body, headers, timeout)
+        except OpShiftError:
+            raise
+        except Exception as exc:
+            from .transport import translate_exception
+
+            raise translate_exception(exc, url, timeout) from exc
+        if (
+            not isinstance(result, tuple)
+            or len(result) != 2
+            or not isinstance(result[0], int)
+            or not isinstance(result[1], (bytes, bytearray))
+        ):
+            raise OpShiftError(
+                f"The transport returned {type(result).__name__}, not (status_code, body_bytes); "
+                "fix the custom transport."
+            )
+        return result[0], bytes(result[1])
+
+    def _jitter(self) -> float:
+        if self._random is None:
+            import random
+
+            self._random = random.random
+        return self._random()
+
+
+class _SignedHeaders(dict[str, str]):
+    """Request headers whose repr hides the signature, so logging them leaks no credential."""
+
+    def __repr__(self) -> str:
+        shown = {k: ("<redacted>" if k == "X-Webhook-Signature" else v) for k, v in self.items()}
+        return repr(shown)
+
+    __str__ = __repr__
+
+
+def _parse(status: int, data: bytes) -> dict[str, Any]:
+    """Return a 2xx JSON object, or raise the OpShiftError this response means."""
+    if 200 <= status <= 299:
+        problem = "an empty body" if not data else None
+        parsed: Any = None
+        if data:
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                problem = f"a body that is not valid JSON ({len(data)} bytes)"
+            else:
+                if not isinstance(parsed, dict):
+                    problem = f"JSON that is not an object ({type(parsed).__name__})"
+        if problem is None:
+            return cast("dict[str, Any]", parsed)
+        raise OpShiftError(
+            f"{status} with {problem}: expected OpShift's JSON answer. "
+            "Check base_url points at OpShift, not a proxy or another service.",
+            status_code=status,
+        )
+    if 300 <= status <= 399:
+        raise redirect_error(status, None)
+    raise error_for_status(status, data)
+
+
+def _path_segment(name: str, value: str) -> str:
+    """Percent-encode a token or webhook id so no input can reach another path."""
+    problem = _validation.path_problem(name, value)
+    if problem is not None:
+        raise _validation.bad_request(problem)
+    if not value.strip("."):
+        return value.replace(".", "%2E")  # "." and ".." would climb the path
+    if _UNRESERVED.issuperset(value):
+        return value
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _check_secret(secret: str | None) -> str:
+    where = ""
+    if secret is None:
+        secret = os.environ.get("OPSHIFT_SECRET")
+        where = " in OPSHIFT_SECRET"
+    if not secret:
+        raise ConfigurationError(
+            "No OpShift secret: pass OpShift(secret=...) or set OPSHIFT_SECRET to the team's "
+            "webhook secret (Settings > Webhook Secret)."
+        )
+    if not isinstance(secret, str):
+        raise ConfigurationError(
+            f"The secret must be a str (the 64-character hex text), not {type(secret).__name__}."
+        )
+    if len(secret) == 64 and _HEX.issuperset(secret):
+        return secret
+    stripped = secret.strip()
+    if len(stripped) == 64 and _HEX.issuperset(stripped):
+        raise ConfigurationError(
+            f"The secret{where} has surrounding whitespace (often a trailing newline from a "
+            "secrets file); strip it, e.g. OpShift(secret=value.strip())."
+        )
+    raise ConfigurationError(
+        f"The secret{where} must be the 64 hex characters shown in Settings > Webhook Secret; "
+        f"this one has {len(secret)} characters"
+        + ("" if _HEX.issuperset(secret) else ", not all of them hex digits")
+        + "."
+    )
+
+
+def _check_base_url(base_url: str | None) -> str:
+    if base_url is None or base_url == "":
+        return DEFAULT_BASE_URL
+    if not isinstance(base_url, str):
+        raise ConfigurationError(f"base_url must be a str, not {type(base_url).__name__}.")
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(base_url)
+        valid = parts.port is None or parts.port > 0  # .port raises ValueError when malformed
+    except ValueError:
+        valid = False
+    if not valid or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL with a host, like {DEFAULT_BASE_URL} "
+            f"(got {base_url!r:.80})."
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError("base_url must not contain credentials; OpShift uses the secret.")
+    if parts.query or parts.fragment or any(c.isspace() for c in base_url):
+        raise ConfigurationError(
+            f"base_url must not contain a query, fragment or spaces (got {base_url!r:.80})."
+        )
+    return base_url.rstrip("/")
+
+
+def _check_number(name: str, value: object, *, minimum: float, inclusive: bool) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        number = float(cast(float, value))
+        ok = number == number and number != float("inf")
+        ok = ok and (number >= minimum if inclusive else number > minimum)
+    if not ok:
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        raise ConfigurationError(f"{name} must be a finite number {bound} (got {value!r}).")
+    return float(cast(float, value))
+
+
+_log: logging.Logger | None = None
+
+
+def _logger() -> logging.Logger:
+    """The "opshift" logger, created on first use so importing the SDK stays cheap."""
+    global _log
+    if _log is None:
+        import logging
+
+        _log = logging.getLogger("opshift")
+    return _log

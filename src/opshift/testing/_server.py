@@ -1,0 +1,128 @@
+"""OpShiftServer: the in-memory OpShift served over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from ._model import _Backend
+
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+
+
+class OpShiftServer(_Backend):
+    """A local OpShift-compatible HTTP server on a free port, run in a background thread.
+
+    It checks signatures (also ``previous_secret``, as during rotation), keeps monitors and
+    alerts, applies the documented limits and answers with OpShift's bodies and errors.
+    Every request is recorded in ``requests``.
+
+        with OpShiftServer(secret) as server:
+            server.add_monitor("payments-worker", "Payments worker")
+            client = OpShift(secret, base_url=server.url)
+            client.ping("payments-worker")
+            assert server.requests[0].signature_valid
+
+    Unknown tokens and webhooks answer 404 unless ``auto_create=True``.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        previous_secret: str | None = None,
+        auto_create: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        super().__init__(
+            secret, previous_secret=previous_secret, auto_create=auto_create, clock=clock
+        )
+        self._httpd = _HTTPServer((host, port), _handler_for(self))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL to pass as ``OpShift(base_url=...)``, e.g. ``http://127.0.0.1:54321``."""
+        return f"http://{self._httpd.server_name}:{self._httpd.server_port}"
+
+    def start(self) -> OpShiftServer:
+        """Start serving in a daemon thread; returns self."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, args=(0.05,), name="opshift-test-server", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> OpShiftServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"OpShiftServer(url={self.url!r})"
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops bursts of concurrent connects
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks DNS for the host's FQDN, which can hang offline.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+
+def _handler_for(server: OpShiftServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "OpShiftLocal/1"
+
+        def do_POST(self) -> None:
+            self._answer()
+
+        def do_GET(self) -> None:
+            self._answer()
+
+        def do_PUT(self) -> None:
+            self._answer()
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_REQUEST_BYTES:
+                self._send(413, b'{"error": "Payload too large"}', "application/json")
+                self.close_connection = True
+                return
+            body = self.rfile.read(length) if length else b""
+            status, data, ctype = server.model.handle(
+                self.command, self.path, dict(self.headers.items()), body
+            )
+            self._send(status, data, ctype)
+
+        def _send(self, status: int, data: bytes, ctype: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # Tests read server.requests; stderr noise helps nobody.
+
+    return Handler

@@ -1,0 +1,60 @@
+"""Shared fixtures: the local OpShift server, the fake transport, and a client for each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Union
+
+import pytest
+
+from opshift import OpShift
+from opshift.testing import FakeTransport, OpShiftServer
+
+# A throwaway team secret for tests; the known-answer signatures below are for it.
+SECRET = "bb2801ab17ca54c2510b88c35683e6571b90dcaf8a8bfcbd3f25b8c07fc0dd1c"
+OTHER_SECRET = "0123456789abcdef" * 4
+
+Backend = Union[OpShiftServer, FakeTransport]
+
+
+@dataclass
+class Env:
+    """A client wired to a backend that answers like OpShift, plus that backend's controls."""
+
+    client: OpShift
+    backend: Backend
+    kind: str
+
+    def client_with(self, **options: Any) -> OpShift:
+        """Another client on the same backend, e.g. with a different secret or timeout."""
+        secret = options.pop("secret", SECRET)
+        if isinstance(self.backend, OpShiftServer):
+            return OpShift(secret, base_url=self.backend.url, **options)
+        return OpShift(secret, transport=self.backend, **options)
+
+
+def _setup(backend: Backend) -> None:
+    backend.add_monitor("payments-worker", "Payments worker")
+    backend.add_webhook("deploy-failures")
+
+
+@pytest.fixture
+def server() -> Iterator[OpShiftServer]:
+    """A running local OpShift with one monitor and one webhook."""
+    with OpShiftServer(SECRET) as srv:
+        _setup(srv)
+        yield srv
+
+
+@pytest.fixture(params=["fake", "urllib"])
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    """The contract suite's backend: FakeTransport, or UrllibTransport over loopback HTTP."""
+    if request.param == "fake":
+        fake = FakeTransport(SECRET, auto_create=False)
+        _setup(fake)
+        yield Env(OpShift(SECRET, transport=fake, retry_backoff=0), fake, "fake")
+        return
+    with OpShiftServer(SECRET) as srv:
+        _setup(srv)
+        yield Env(OpShift(SECRET, base_url=srv.url, retry_backoff=0), srv, "urllib")
