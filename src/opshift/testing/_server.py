@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socketserver
+import ssl
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +28,8 @@ class OpShiftServer(_Backend):
             client.ping("payments-worker")
             assert server.requests[0].signature_valid
 
-    Unknown tokens and webhooks answer 404 unless ``auto_create=True``.
+    Unknown tokens and webhooks answer 404 unless ``auto_create=True``. Pass a server-side
+    ``ssl_context`` to serve HTTPS (e.g. to test a custom CA).
     """
 
     def __init__(
@@ -38,23 +41,34 @@ class OpShiftServer(_Backend):
         clock: Callable[[], float] = time.monotonic,
         host: str = "127.0.0.1",
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(
             secret, previous_secret=previous_secret, auto_create=auto_create, clock=clock
         )
         self._httpd = _HTTPServer((host, port), _handler_for(self))
+        self._scheme = "http"
+        if ssl_context is not None:
+            # The handshake happens in the handler thread, so a stalled client blocks no one.
+            self._httpd.socket = ssl_context.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        """The base URL to pass as ``OpShift(base_url=...)``, e.g. ``http://127.0.0.1:54321``."""
-        return f"http://{self._httpd.server_name}:{self._httpd.server_port}"
+        """The base URL for ``OpShift(base_url=...)``, e.g. ``http://127.0.0.1:54321``."""
+        return f"{self._scheme}://{self._httpd.server_name}:{self._httpd.server_port}"
 
     def start(self) -> OpShiftServer:
         """Start serving in a daemon thread; returns self."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, args=(0.05,), name="opshift-test-server", daemon=True
+                target=self._httpd.serve_forever,
+                args=(0.05,),
+                name="opshift-test-server",
+                daemon=True,
             )
             self._thread.start()
         return self
@@ -87,6 +101,11 @@ class _HTTPServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up or rejects our TLS certificate is not a server bug.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 def _handler_for(server: OpShiftServer) -> type[BaseHTTPRequestHandler]:

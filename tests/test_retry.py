@@ -1,0 +1,147 @@
+"""The retry policy from a table, and the client's retry loop without real waiting."""
+
+from __future__ import annotations
+
+import pytest
+
+from opshift import (
+    AuthenticationError,
+    NetworkError,
+    OpShift,
+    OpShiftError,
+    RequestTimeoutError,
+    ServerError,
+)
+from opshift._retry import RetryPolicy
+from opshift.testing import FakeTransport
+
+from .conftest import SECRET
+
+
+def _error(status: int) -> OpShiftError:
+    if status == 0:
+        return NetworkError("down")
+    if status >= 500:
+        return ServerError("5xx", status_code=status)
+    return OpShiftError("other", status_code=status)
+
+
+@pytest.mark.parametrize(
+    ("status", "attempt", "remaining", "rand", "expected"),
+    [
+        pytest.param(503, 1, 30.0, 1.0, 0.5, id="first-retry-full-jitter-top"),
+        pytest.param(503, 1, 30.0, 0.0, 0.0, id="first-retry-jitter-bottom"),
+        pytest.param(500, 2, 30.0, 0.5, 0.5, id="second-retry-doubles"),
+        pytest.param(502, 2, 30.0, 1.0, 1.0, id="502"),
+        pytest.param(504, 2, 30.0, 1.0, 1.0, id="504"),
+        pytest.param(0, 1, 30.0, 1.0, 0.5, id="network-error"),
+        pytest.param(503, 3, 30.0, 1.0, None, id="out-of-retries"),
+        pytest.param(501, 1, 30.0, 1.0, None, id="501-not-retried"),
+        pytest.param(505, 1, 30.0, 1.0, None, id="505-not-retried"),
+        pytest.param(400, 1, 30.0, 1.0, None, id="400"),
+        pytest.param(401, 1, 30.0, 1.0, None, id="401"),
+        pytest.param(404, 1, 30.0, 1.0, None, id="404"),
+        pytest.param(429, 1, 30.0, 1.0, None, id="429"),
+        pytest.param(301, 1, 30.0, 1.0, None, id="redirect"),
+        pytest.param(503, 1, 1.4, 1.0, None, id="no-room-after-backoff"),
+        pytest.param(503, 1, 1.6, 1.0, 0.5, id="just-enough-room"),
+    ],
+)
+def test_policy(
+    status: int, attempt: int, remaining: float, rand: float, expected: float | None
+) -> None:
+    policy = RetryPolicy(max_retries=2, backoff=0.5)
+    assert policy.delay(_error(status), attempt, remaining, 30.0, rand) == expected
+
+
+def test_backoff_is_capped() -> None:
+    policy = RetryPolicy(max_retries=20, backoff=0.5, backoff_max=8.0)
+    assert policy.delay(_error(503), 15, 1000.0, 1000.0, 1.0) == 8.0
+
+
+def _client(fake: FakeTransport, **options: object) -> tuple[OpShift, list[float]]:
+    client = OpShift(SECRET, transport=fake, **options)  # type: ignore[arg-type]
+    waits: list[float] = []
+    client._sleep = waits.append
+    client._random = lambda: 1.0
+    return client, waits
+
+
+def test_client_retries_503_then_succeeds_with_backoff() -> None:
+    fake = FakeTransport(SECRET)
+    fake.fail_next(503, times=2)
+    client, waits = _client(fake)
+    assert client.ping("w")["message"].startswith("First ping")
+    assert waits == [0.5, 1.0]
+    assert len(fake.requests) == 3
+    assert len({r.body for r in fake.requests}) == 1
+    assert len({r.signature for r in fake.requests}) == 1
+
+
+def test_client_gives_up_after_max_retries() -> None:
+    fake = FakeTransport(SECRET)
+    fake.fail_next(500, {"error": "boom"}, times=10)
+    client, waits = _client(fake, max_retries=3)
+    with pytest.raises(ServerError) as caught:
+        client.ping("w")
+    assert caught.value.body == {"error": "boom"}
+    assert len(fake.requests) == 4
+    assert waits == [0.5, 1.0, 2.0]
+
+
+def test_max_retries_zero_sends_once() -> None:
+    fake = FakeTransport(SECRET)
+    fake.fail_next(503)
+    client, waits = _client(fake, max_retries=0)
+    with pytest.raises(ServerError):
+        client.ping("w")
+    assert len(fake.requests) == 1
+    assert waits == []
+
+
+def test_network_errors_are_retried() -> None:
+    fake = FakeTransport(SECRET)
+    fake.raise_next(ConnectionResetError("reset"))
+    client, waits = _client(fake)
+    assert client.ping("w")["pingStatus"] == "up"
+    assert len(fake.calls) == 2
+    assert waits == [0.5]
+
+
+def test_auth_errors_are_not_retried() -> None:
+    fake = FakeTransport("f" * 64)
+    client, waits = _client(fake, max_retries=5)
+    with pytest.raises(AuthenticationError):
+        client.ping("w")
+    assert len(fake.requests) == 1
+    assert waits == []
+
+
+def test_backoff_that_would_pass_the_deadline_is_not_taken() -> None:
+    """timeout=2 with a 4 s backoff: the call fails now instead of sleeping past 2 s."""
+    fake = FakeTransport(SECRET)
+    fake.fail_next(503, times=5)
+    client, waits = _client(fake, timeout=2.0, retry_backoff=8.0)
+    with pytest.raises(ServerError):
+        client.ping("w")
+    assert waits == []
+    assert len(fake.requests) == 1
+
+
+def test_each_attempt_gets_the_time_left() -> None:
+    """The transport's timeout is what remains of the call's, never the full value again."""
+    fake = FakeTransport(SECRET)
+    fake.fail_next(503)
+    client, _ = _client(fake, timeout=10.0)
+    client.ping("w")
+    first, second = (call[3] for call in fake.calls)
+    assert 0 < second <= first <= 10.0
+
+
+def test_timeout_is_not_retried_when_the_deadline_is_spent() -> None:
+    fake = FakeTransport(SECRET)
+    fake.raise_next(TimeoutError("timed out"))
+    client, waits = _client(fake, timeout=0.001)
+    with pytest.raises(RequestTimeoutError):
+        client.ping("w")
+    assert waits == []
