@@ -18,6 +18,8 @@ from .types import AlertResponse, Metadata, PingResponse, PingStatus, Severity
 if TYPE_CHECKING:
     import logging
 
+    from .heartbeat import Heartbeat
+    from .monitor import JobMonitor
     from .transport import Transport
 
 __all__ = ["DEFAULT_BASE_URL", "OpShift"]
@@ -173,6 +175,35 @@ class OpShift:
         path = "/api/alerts/trigger/" + _path_segment("webhook_url", webhook_url)
         body = _validation.encode("alert", fields)
         return cast(AlertResponse, self._send(path, body))
+
+    def monitor(
+        self,
+        ping_token: str,
+        *,
+        metadata: Metadata | None = None,
+        group_key: str | None = None,
+    ) -> JobMonitor:
+        """Report a job's outcome: ``up`` on success, ``down`` with the exception on failure.
+
+        Use as ``with client.monitor("token"):``, ``async with``, or as a decorator of sync
+        or async functions. The job's exception always propagates unchanged; a failed ping
+        is logged, never raised. See ``opshift.monitor.JobMonitor``.
+        """
+        from .monitor import JobMonitor
+
+        return JobMonitor(self, ping_token, metadata=metadata, group_key=group_key)
+
+    def heartbeat(
+        self, ping_token: str, *, interval: float = 60.0, metadata: Metadata | None = None
+    ) -> Heartbeat:
+        """Ping ``up`` every ``interval`` seconds from a daemon thread until stopped.
+
+        Use as ``with client.heartbeat("token"):`` or call ``.start()`` / ``.stop()``.
+        Failures are logged and retried next tick. See ``opshift.heartbeat.Heartbeat``.
+        """
+        from .heartbeat import Heartbeat
+
+        return Heartbeat(self, ping_token, interval=interval, metadata=metadata)
 
     def close(self) -> None:
         """Release the default transport's resources; a transport you passed is yours to close."""

@@ -139,7 +139,8 @@ class Model:
                 status, data, ctype = self._canned.pop(0)
             else:
                 status, payload = self._route(method, path, headers, body, signature, valid)
-                data, ctype = json.dumps(payload).encode("utf-8"), "application/json"
+                data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+                ctype = "application/json"
             self.requests.append(
                 RecordedRequest(method, path, dict(headers), body, valid, status, data)
             )

@@ -1,0 +1,216 @@
+"""The `opshift` command, run as a real subprocess against the local server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opshift.testing import OpShiftServer
+
+from .conftest import SECRET
+
+
+def opshift(
+    *args: str, env: dict[str, str] | None = None, script: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI (``python -m opshift``, or the installed ``opshift`` script)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPSHIFT_")}
+    full_env.update(env or {})
+    command = (
+        [str(Path(sys.executable).parent / "opshift")]
+        if script
+        else [sys.executable, "-m", "opshift"]
+    )
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=full_env, timeout=60
+    )
+
+
+def server_env(server: OpShiftServer) -> dict[str, str]:
+    return {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": server.url}
+
+
+def last_body(server: OpShiftServer) -> dict[str, Any]:
+    body = server.requests[-1].json
+    assert isinstance(body, dict)
+    assert server.requests[-1].signature_valid
+    return body
+
+
+def test_ping_prints_the_response(server: OpShiftServer) -> None:
+    done = opshift("ping", "payments-worker", "--status", "down", "--reason", "disk full",
+                   "--group-key", "disks", "--metadata", '{"free": 0}', env=server_env(server))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["pingStatus"] == "down"
+    assert json.loads(done.stdout)["message"] == "First ping received \u2014 monitoring started"
+    assert done.stderr == ""
+    assert (
+        server.requests[-1].body
+        == b'{"status":"down","reason":"disk full","group_key":"disks","metadata":{"free":0}}'
+    )
+
+
+def test_console_script_and_quiet(server: OpShiftServer) -> None:
+    done = opshift("ping", "payments-worker", "--quiet", env=server_env(server), script=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert server.requests[-1].body == b""
+
+
+def test_alert(server: OpShiftServer) -> None:
+    done = opshift("alert", "deploy-failures", "--title", "Deploy failed", "--severity", "sev1",
+                   "--description", "exit 137", env=server_env(server))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "created"
+    assert last_body(server) == {
+        "title": "Deploy failed",
+        "description": "exit 137",
+        "severity": "sev1",
+    }
+
+
+def test_base_url_flag_overrides_the_environment(server: OpShiftServer) -> None:
+    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": "http://127.0.0.1:9"}
+    done = opshift("ping", "payments-worker", "--base-url", server.url, "-q", env=env)
+    assert done.returncode == 0, done.stderr
+    assert len(server.requests) == 1
+
+
+def test_api_error_exits_1_with_one_line(server: OpShiftServer) -> None:
+    done = opshift("ping", "no-such-monitor", env=server_env(server))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("opshift: error: 404 Not Found: Ping token not found.")
+    assert done.stderr.count("\n") == 1
+    assert SECRET not in done.stderr
+
+
+def test_network_error_exits_1() -> None:
+    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": "http://127.0.0.1:9"}
+    done = opshift("ping", "w", "--timeout", "5", env=env)
+    assert done.returncode == 1
+    assert "connection refused" in done.stderr
+
+
+def test_missing_secret_exits_2() -> None:
+    done = opshift("ping", "w")
+    assert done.returncode == 2
+    assert "OPSHIFT_SECRET" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["ping", "w", "--metadata", "{oops"], "argument --metadata: invalid JSON", id="bad-json"
+        ),
+        pytest.param(
+            ["ping", "w", "--metadata", "[1]"],
+            "argument --metadata: must be a JSON object",
+            id="not-object",
+        ),
+        pytest.param(
+            ["ping", "w", "--status", "sideways"], "argument --status: invalid choice", id="status"
+        ),
+        pytest.param(
+            ["alert", "h", "--title", "t", "--severity", "sev9"],
+            "argument --severity",
+            id="severity",
+        ),
+        pytest.param(["alert", "h"], "--title", id="no-title"),
+        pytest.param(["ping", "w", "--timeout", "0"], "argument --timeout", id="timeout"),
+        pytest.param(["run", "w"], "run needs a command", id="run-no-command"),
+        pytest.param([], "COMMAND", id="no-command"),
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], message: str) -> None:
+    done = opshift(*args, env={"OPSHIFT_SECRET": SECRET})
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+@pytest.mark.parametrize("command", ["ping", "alert", "run", "demo"])
+def test_help_has_an_example(command: str) -> None:
+    done = opshift(command, "--help")
+    assert done.returncode == 0
+    assert "examples:" in done.stdout
+    assert f"opshift {command}" in done.stdout
+
+
+def test_run_success_pings_up_and_streams_output(server: OpShiftServer) -> None:
+    code = "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"
+    done = opshift(
+        "run", "payments-worker", "--", sys.executable, "-c", code, env=server_env(server)
+    )
+    assert done.returncode == 0
+    assert done.stdout == "to stdout\n"
+    assert done.stderr == "to stderr\n"
+    body = last_body(server)
+    assert body["status"] == "up"
+    assert "reason" not in body
+    assert body["metadata"]["exitCode"] == 0
+    assert body["metadata"]["stderrTail"] == "to stderr"
+    assert isinstance(body["metadata"]["durationMs"], int)
+
+
+def test_run_failure_pings_down_and_keeps_the_exit_code(server: OpShiftServer) -> None:
+    code = "import sys; [print(f'line {n}', file=sys.stderr) for n in range(100)]; sys.exit(3)"
+    done = opshift("run", "payments-worker", sys.executable, "-c", code, env=server_env(server))
+    assert done.returncode == 3
+    assert done.stderr.count("\n") == 100
+    body = last_body(server)
+    assert body["status"] == "down"
+    assert body["reason"] == "exit code 3"
+    assert body["metadata"]["exitCode"] == 3
+    assert body["metadata"]["stderrTail"].splitlines() == [f"line {n}" for n in range(80, 100)]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_run_signal_death(server: OpShiftServer) -> None:
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    done = opshift(
+        "run", "payments-worker", "--", sys.executable, "-c", code, env=server_env(server)
+    )
+    assert done.returncode == 128 + signal.SIGTERM
+    assert last_body(server)["reason"] == "killed by signal SIGTERM"
+
+
+def test_run_exit_status_survives_an_unreachable_opshift() -> None:
+    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": "http://127.0.0.1:9"}
+    done = opshift(
+        "run", "w", "--timeout", "5", "--", sys.executable, "-c", "raise SystemExit(3)", env=env
+    )
+    assert done.returncode == 3
+    assert "could not report the run to OpShift" in done.stderr
+
+
+def test_run_exit_status_survives_a_missing_secret() -> None:
+    done = opshift("run", "w", "--", sys.executable, "-c", "print('ran')")
+    assert done.returncode == 0
+    assert done.stdout == "ran\n"
+    assert "OPSHIFT_SECRET" in done.stderr
+
+
+def test_run_command_not_found(server: OpShiftServer) -> None:
+    done = opshift("run", "payments-worker", "--", "/no/such/program", env=server_env(server))
+    assert done.returncode == 127
+    assert last_body(server)["reason"] == "command not found: /no/such/program"
+
+
+def test_demo_runs_without_an_account() -> None:
+    done = opshift("demo")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "X-Webhook-Signature:" in out
+    assert '<- 200 {"message": "First ping received \u2014 monitoring started"' in out
+    assert '"status": "occurrence_added"' in out
+    assert "raised AuthenticationError: 401 Unauthorized" in out
+    assert "The server checked 5 signatures: 4 valid." in out
+    assert "openssl dgst -sha256 -hmac" in out

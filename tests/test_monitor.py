@@ -1,0 +1,185 @@
+"""client.monitor(): up and down pings over real HTTP, and the job's outcome always wins."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from typing import Any
+
+import pytest
+
+from opshift import BadRequestError, OpShift
+from opshift.monitor import failure_reason
+from opshift.testing import OpShiftServer
+
+from .conftest import SECRET
+
+
+class JobFailed(Exception):
+    pass
+
+
+def _last(server: OpShiftServer) -> dict[str, Any]:
+    body = server.requests[-1].json
+    assert isinstance(body, dict)
+    assert server.requests[-1].signature_valid
+    return body
+
+
+def test_success_pings_up_with_duration(server: OpShiftServer) -> None:
+    client = OpShift(SECRET, base_url=server.url)
+    with client.monitor("payments-worker", metadata={"batch": 7}, group_key="payments"):
+        pass
+    body = _last(server)
+    assert body["status"] == "up"
+    assert "reason" not in body
+    assert body["group_key"] == "payments"
+    assert body["metadata"]["batch"] == 7
+    assert isinstance(body["metadata"]["durationMs"], int)
+    assert body["metadata"]["durationMs"] >= 0
+
+
+def test_exception_pings_down_and_propagates_unchanged(server: OpShiftServer) -> None:
+    """The job's exception object and traceback reach the caller untouched."""
+    client = OpShift(SECRET, base_url=server.url)
+    original = JobFailed("card processor unreachable")
+
+    def job() -> None:
+        with client.monitor("payments-worker"):
+            raise original
+
+    with pytest.raises(JobFailed) as caught:
+        job()
+    assert caught.value is original
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    assert frames[-1].name == "job"
+    assert frames[-1].line == "raise original"
+    body = _last(server)
+    assert body["status"] == "down"
+    assert body["reason"] == "JobFailed: card processor unreachable"
+    assert server.monitors["payments-worker"].status == "down"
+
+
+def test_decorator_reports_each_call_and_returns_the_value(server: OpShiftServer) -> None:
+    client = OpShift(SECRET, base_url=server.url)
+
+    @client.monitor("payments-worker")
+    def add(a: int, b: int) -> int:
+        """Adds."""
+        if a < 0:
+            raise ValueError("negative")
+        return a + b
+
+    assert add(2, 3) == 5
+    with pytest.raises(ValueError, match="negative"):
+        add(-1, 3)
+    assert add.__name__ == "add"
+    assert add.__doc__ == "Adds."
+    statuses = [r.json["status"] for r in server.requests]
+    assert statuses == ["up", "down"]
+    assert server.requests[1].json["reason"] == "ValueError: negative"
+
+
+def test_async_decorator_and_async_with(server: OpShiftServer) -> None:
+    client = OpShift(SECRET, base_url=server.url)
+
+    @client.monitor("payments-worker")
+    async def job(fail: bool) -> str:
+        await asyncio.sleep(0)
+        if fail:
+            raise JobFailed("async boom")
+        return "done"
+
+    async def main() -> str:
+        assert await job(False) == "done"
+        with pytest.raises(JobFailed):
+            await job(True)
+        async with client.monitor("payments-worker"):
+            pass
+        return "ok"
+
+    assert asyncio.run(main()) == "ok"
+    statuses = [r.json["status"] for r in server.requests]
+    assert statuses == ["up", "down", "up"]
+
+
+def test_long_message_is_cut_to_200_characters(server: OpShiftServer) -> None:
+    """A huge exception message must not turn the down ping into a 400."""
+    client = OpShift(SECRET, base_url=server.url)
+    with pytest.raises(JobFailed), client.monitor("payments-worker"):
+        raise JobFailed("x" * 5000)
+    reason = _last(server)["reason"]
+    assert len(reason) == 200
+    assert reason.startswith("JobFailed: xxx")
+    assert reason.endswith("\u2026")
+    assert server.requests[-1].status == 200
+
+
+def test_failing_ping_does_not_mask_the_jobs_outcome(caplog: pytest.LogCaptureFixture) -> None:
+    """OpShift unreachable: the job's exception (or value) is what the caller sees; logged."""
+    client = OpShift(SECRET, base_url="http://127.0.0.1:9", max_retries=0)
+    with pytest.raises(JobFailed, match="real problem"), client.monitor("payments-worker"):
+        raise JobFailed("real problem")
+
+    @client.monitor("payments-worker")
+    def job() -> int:
+        return 42
+
+    assert job() == 42
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "Could not report 'payments-worker' as down" in warnings[0].getMessage()
+    assert "refused" in warnings[0].getMessage()
+    assert "as up" in warnings[1].getMessage()
+
+
+def test_keyboard_interrupt_counts_as_down_and_propagates(server: OpShiftServer) -> None:
+    client = OpShift(SECRET, base_url=server.url)
+    with pytest.raises(KeyboardInterrupt), client.monitor("payments-worker"):
+        raise KeyboardInterrupt
+    assert _last(server)["status"] == "down"
+    assert _last(server)["reason"] == "KeyboardInterrupt"
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        pytest.param(3, "down", id="exit-3"),
+        pytest.param("fatal", "down", id="exit-message"),
+        pytest.param(0, "up", id="exit-0"),
+        pytest.param(None, "up", id="exit-none"),
+    ],
+)
+def test_system_exit(server: OpShiftServer, code: object, status: str) -> None:
+    """sys.exit(nonzero) is down; sys.exit() / sys.exit(0) is a clean, successful end."""
+    client = OpShift(SECRET, base_url=server.url)
+    with pytest.raises(SystemExit), client.monitor("payments-worker"):
+        raise SystemExit(code)
+    assert _last(server)["status"] == status
+
+
+def test_invalid_metadata_fails_at_setup_not_at_the_end() -> None:
+    client = OpShift(SECRET, base_url="http://127.0.0.1:9")
+    with pytest.raises(BadRequestError, match="metadata must be a JSON object"):
+        client.monitor("payments-worker", metadata=[1])  # type: ignore[arg-type]
+    with pytest.raises(BadRequestError, match="group_key must be at most 200"):
+        client.monitor("payments-worker", group_key="g" * 201)
+    with pytest.raises(BadRequestError, match="ping_token"):
+        client.monitor("")
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        pytest.param(ValueError("bad"), "ValueError: bad", id="message"),
+        pytest.param(RuntimeError(), "RuntimeError", id="no-message"),
+        pytest.param(
+            OSError(28, "No space left on device"),
+            "OSError: [Errno 28] No space left on device",
+            id="oserror",
+        ),
+    ],
+)
+def test_failure_reason(exc: BaseException, expected: str) -> None:
+    assert failure_reason(exc) == expected
