@@ -6,12 +6,12 @@ import shutil
 import ssl
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 import pytest
 
-from opshift import OpShift
+from opshift import KeepAliveTransport, OpShift, UrllibTransport
 from opshift.testing import FakeTransport, OpShiftServer
 
 # A throwaway team secret for tests; the known-answer signatures below are for it.
@@ -28,12 +28,15 @@ class Env:
     client: OpShift
     backend: Backend
     kind: str
+    opened: list[Any] = field(default_factory=list)
 
     def client_with(self, **options: Any) -> OpShift:
         """Another client on the same backend, e.g. with a different secret or timeout."""
         secret = options.pop("secret", SECRET)
         if isinstance(self.backend, OpShiftServer):
-            return OpShift(secret, base_url=self.backend.url, **options)
+            transport = TRANSPORTS[self.kind]()
+            self.opened.append(transport)
+            return OpShift(secret, base_url=self.backend.url, transport=transport, **options)
         return OpShift(secret, transport=self.backend, **options)
 
 
@@ -82,14 +85,24 @@ def server() -> Iterator[OpShiftServer]:
         yield srv
 
 
-@pytest.fixture(params=["fake", "urllib"])
+TRANSPORTS = {"urllib": UrllibTransport, "keepalive": KeepAliveTransport}
+
+
+@pytest.fixture(params=["fake", "urllib", "keepalive"])
 def env(request: pytest.FixtureRequest) -> Iterator[Env]:
-    """The contract suite's backend: FakeTransport, or UrllibTransport over loopback HTTP."""
+    """The contract suite's backend: FakeTransport, or a real transport over loopback HTTP."""
     if request.param == "fake":
         fake = FakeTransport(SECRET, auto_create=False)
         _setup(fake)
         yield Env(OpShift(SECRET, transport=fake, retry_backoff=0), fake, "fake")
         return
+    transport = TRANSPORTS[request.param]()
     with OpShiftServer(SECRET) as srv:
         _setup(srv)
-        yield Env(OpShift(SECRET, base_url=srv.url, retry_backoff=0), srv, "urllib")
+        yield Env(
+            OpShift(SECRET, base_url=srv.url, retry_backoff=0, transport=transport),
+            srv,
+            request.param,
+        )
+    if isinstance(transport, KeepAliveTransport):
+        transport.close()

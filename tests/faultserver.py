@@ -1,8 +1,9 @@
 """A raw-socket HTTP server on 127.0.0.1 that misbehaves on cue, for the fault matrix.
 
-Each accepted connection reads one request, records it, then runs a behaviour that writes
-whatever bytes (or silence, or a reset) the test wants. Waiting inside a behaviour uses
-the server's stop event, so closing the server ends every behaviour at once.
+Each request read is recorded, then the next behaviour writes whatever bytes (or silence,
+or a reset) the test wants. The connection is closed after it unless the behaviour returns
+True (keep-alive). Waiting inside a behaviour uses the server's stop event, so closing the
+server ends every behaviour at once.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import threading
 from collections.abc import Sequence
 from typing import Callable
 
-Behaviour = Callable[[socket.socket, "FaultServer"], None]
+Behaviour = Callable[[socket.socket, "FaultServer"], "bool | None"]
 
 
 class FaultServer:
-    """Serve behaviours in order, one per connection; the last one repeats."""
+    """Serve behaviours in order, one per request; the last one repeats."""
 
     def __init__(self, behaviours: Sequence[Behaviour]) -> None:
         self.behaviours = list(behaviours)
         self.requests: list[bytes] = []
+        self.connections = 0
         self.stop = threading.Event()
+        self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.05)
         self._threads: list[threading.Thread] = []
@@ -44,24 +47,29 @@ class FaultServer:
         self._listener.close()
 
     def _accept_loop(self) -> None:
-        count = 0
         while not self.stop.is_set():
             try:
                 conn, _ = self._listener.accept()
             except (socket.timeout, OSError):
                 continue
-            behaviour = self.behaviours[min(count, len(self.behaviours) - 1)]
-            count += 1
-            thread = threading.Thread(target=self._serve, args=(conn, behaviour), daemon=True)
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self._threads.append(thread)
             thread.start()
 
-    def _serve(self, conn: socket.socket, behaviour: Behaviour) -> None:
+    def _serve(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(5)
             try:
-                self.requests.append(_read_request(conn))
-                behaviour(conn, self)
+                while not self.stop.is_set():
+                    request = _read_request(conn)
+                    if not request:
+                        return
+                    with self._lock:
+                        self.requests.append(request)
+                        index = min(len(self.requests), len(self.behaviours)) - 1
+                    if not self.behaviours[index](conn, self):
+                        return
             except OSError:
                 pass  # the client hung up, as most faults make it do
 
@@ -98,13 +106,22 @@ def _read_request(conn: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def respond(raw: bytes) -> Behaviour:
-    """Send these exact bytes, then close."""
+def respond(raw: bytes, keep_open: bool = False) -> Behaviour:
+    """Send these exact bytes, then close (or wait for the next request)."""
 
-    def behaviour(conn: socket.socket, server: FaultServer) -> None:
+    def behaviour(conn: socket.socket, server: FaultServer) -> bool:
         conn.sendall(raw)
+        return keep_open
 
     return behaviour
+
+
+def keep_alive_ok(body: bytes) -> Behaviour:
+    """A 200 that keeps the connection open for the next request."""
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return respond(head.encode() + body, keep_open=True)
 
 
 def json_response(status: int, body: bytes, reason: str = "OK", extra: str = "") -> Behaviour:

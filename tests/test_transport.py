@@ -25,7 +25,7 @@ from opshift.testing import OpShiftServer
 from opshift.transport import translate_exception
 
 from . import faultserver as fs
-from .conftest import SECRET, Certificate
+from .conftest import SECRET, TRANSPORTS, Certificate
 
 PING_OK = b'{"message": "Ping received", "monitor": {"name": "w", "status": "up", "monitoringActive": true}, "pingStatus": "up"}'
 OK = fs.json_response(200, PING_OK)
@@ -39,10 +39,10 @@ class MakeClient(Protocol):
     ) -> OpShift: ...
 
 
-@pytest.fixture(params=["urllib"])
+@pytest.fixture(params=["urllib", "keepalive"])
 def make_client(request: pytest.FixtureRequest) -> MakeClient:
-    """Clients for the transport under test (parametrise here as transports are added)."""
-    transports = {"urllib": UrllibTransport}
+    """Clients for the transport under test: every fault test runs on each transport."""
+    transports = TRANSPORTS
 
     def make(base_url: str, *, timeout: float = 30.0, max_retries: int = 2) -> OpShift:
         transport = transports[request.param]()
@@ -222,35 +222,13 @@ def test_https_with_a_custom_ca_via_ssl_context(certificate: Certificate) -> Non
     assert srv.requests[0].signature_valid
 
 
-def test_urllib_transport_returns_4xx_and_5xx_as_values() -> None:
+@pytest.mark.parametrize("name", sorted(TRANSPORTS))
+def test_transport_returns_4xx_and_5xx_as_values(name: str) -> None:
     """The transport itself returns every status; the client decides what is an error."""
     body = b'{"error": "Ping token not found"}'
     with fs.FaultServer([fs.json_response(404, body, "Not Found")]) as server:
-        status, data = UrllibTransport()(server.url + "/api/ping/x", b"", {}, 5.0)
+        status, data = TRANSPORTS[name]()(server.url + "/api/ping/x", b"", {}, 5.0)
     assert (status, data) == (404, body)
-
-
-def test_urllib_transport_honours_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HTTP_PROXY routes the request through the proxy, as urllib does."""
-    with fs.FaultServer([OK]) as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        monkeypatch.setenv("http_proxy", proxy.url)
-        monkeypatch.delenv("NO_PROXY", raising=False)
-        monkeypatch.delenv("no_proxy", raising=False)
-        client = OpShift(SECRET, base_url="http://opshift.invalid", transport=UrllibTransport())
-        client.ping("w")
-    request_line = proxy.requests[0].split(b"\r\n", 1)[0]
-    assert request_line == b"POST http://opshift.invalid/api/ping/w HTTP/1.1"
-
-
-def test_urllib_transport_respects_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    with fs.FaultServer([OK]) as server:
-        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # would be refused
-        monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        monkeypatch.setenv("no_proxy", "127.0.0.1")
-        result = OpShift(SECRET, base_url=server.url, transport=UrllibTransport()).ping("w")
-    assert result["pingStatus"] == "up"
 
 
 def _exceptions() -> list[object]:

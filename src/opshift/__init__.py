@@ -1,12 +1,14 @@
 """OpShift's Python SDK: signed heartbeat pings and webhook alerts, standard library only.
 
-from opshift import OpShift
-opshift = OpShift(secret=os.environ["OPSHIFT_SECRET"])
-opshift.ping("payments-worker", status="down", reason="stripe-timeout")
-opshift.alert("deploy-failures", title="Deploy failed", severity="sev1")
-"""
+    from opshift import OpShift
+    opshift = OpShift(secret=os.environ["OPSHIFT_SECRET"])
+    opshift.ping("payments-worker", status="down", reason="stripe-timeout")
+    opshift.alert("deploy-failures", title="Deploy failed", severity="sev1")
 
-from typing import TYPE_CHECKING
+``import opshift`` loads only what a call needs (json, hmac); transports, types, the
+async facade and job monitoring are imported on first use, so CLIs, cron jobs and
+serverless cold starts stay fast.
+"""
 
 from ._signing import sign, verify
 from ._version import __version__
@@ -23,22 +25,24 @@ from .errors import (
     RequestTimeoutError,
     ServerError,
 )
-from .transport import Transport, UrllibTransport
-from .types import (
-    AlertResponse,
-    AlertStatus,
-    Metadata,
-    MonitorInfo,
-    MonitorStatus,
-    PingResponse,
-    PingStatus,
-    Severity,
-)
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from .async_client import AsyncOpShift
     from .heartbeat import Heartbeat
     from .monitor import JobMonitor
+    from .transport import KeepAliveTransport, Transport, UrllibTransport
+    from .types import (
+        AlertResponse,
+        AlertStatus,
+        Metadata,
+        MonitorInfo,
+        MonitorStatus,
+        PingResponse,
+        PingStatus,
+        Severity,
+    )
+del TYPE_CHECKING
 
 __all__ = [
     "AlertResponse",
@@ -49,6 +53,7 @@ __all__ = [
     "ConfigurationError",
     "Heartbeat",
     "JobMonitor",
+    "KeepAliveTransport",
     "Metadata",
     "MonitorInfo",
     "MonitorStatus",
@@ -70,13 +75,22 @@ __all__ = [
     "verify",
 ]
 
-del TYPE_CHECKING
-
-# Imported on first use: they pull in asyncio and threading, which `import opshift` avoids.
+# Public names whose modules are imported on first use: name -> module.
 _LAZY = {
     "AsyncOpShift": "async_client",
     "Heartbeat": "heartbeat",
     "JobMonitor": "monitor",
+    "KeepAliveTransport": "transport",
+    "Transport": "transport",
+    "UrllibTransport": "transport",
+    "AlertResponse": "types",
+    "AlertStatus": "types",
+    "Metadata": "types",
+    "MonitorInfo": "types",
+    "MonitorStatus": "types",
+    "PingResponse": "types",
+    "PingStatus": "types",
+    "Severity": "types",
 }
 
 
@@ -86,4 +100,10 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'opshift' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,9 +7,12 @@ The client checks before sending, so bad input raises ``BadRequestError`` with t
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from .errors import BadRequestError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 TEXT_LIMITS = {"title": 200, "description": 2000, "reason": 200, "group_key": 200}
 CHOICES = {

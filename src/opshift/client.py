@@ -6,21 +6,22 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, cast
 
 from . import _validation
 from ._retry import RetryPolicy
 from ._signing import _Signer
 from ._version import __version__
 from .errors import ConfigurationError, OpShiftError, error_for_status, redirect_error
-from .types import AlertResponse, Metadata, PingResponse, PingStatus, Severity
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
     import logging
+    from typing import Any, Callable
 
     from .heartbeat import Heartbeat
     from .monitor import JobMonitor
     from .transport import Transport
+    from .types import AlertResponse, Metadata, PingResponse, PingStatus, Severity
 
 __all__ = ["DEFAULT_BASE_URL", "OpShift"]
 
@@ -131,7 +132,7 @@ class OpShift:
             fields["metadata"] = metadata
         path = "/api/ping/" + _path_segment("ping_token", ping_token)
         body = _validation.encode("ping", fields) if fields else b""
-        return cast(PingResponse, self._send(path, body))
+        return self._send(path, body)  # type: ignore[no-any-return]
 
     def alert(
         self,
@@ -174,7 +175,7 @@ class OpShift:
             fields["group_key"] = group_key
         path = "/api/alerts/trigger/" + _path_segment("webhook_url", webhook_url)
         body = _validation.encode("alert", fields)
-        return cast(AlertResponse, self._send(path, body))
+        return self._send(path, body)  # type: ignore[no-any-return]
 
     def monitor(
         self,
@@ -223,7 +224,7 @@ class OpShift:
             f"max_retries={self.max_retries!r})"
         )
 
-    def _send(self, path: str, body: bytes) -> dict[str, Any]:
+    def _send(self, path: str, body: bytes) -> Any:
         """POST signed bytes, retrying per the policy within one deadline; return the JSON."""
         url = self.base_url + path
         headers = _SignedHeaders(
@@ -315,7 +316,7 @@ class _SignedHeaders(dict[str, str]):
     __str__ = __repr__
 
 
-def _parse(status: int, data: bytes) -> dict[str, Any]:
+def _parse(status: int, data: bytes) -> Any:
     """Return a 2xx JSON object, or raise the OpShiftError this response means."""
     if 200 <= status <= 299:
         problem = "an empty body" if not data else None
@@ -329,7 +330,7 @@ def _parse(status: int, data: bytes) -> dict[str, Any]:
                 if not isinstance(parsed, dict):
                     problem = f"JSON that is not an object ({type(parsed).__name__})"
         if problem is None:
-            return cast("dict[str, Any]", parsed)
+            return parsed
         raise OpShiftError(
             f"{status} with {problem}: expected OpShift's JSON answer. "
             "Check base_url points at OpShift, not a proxy or another service.",
@@ -411,15 +412,13 @@ def _check_base_url(base_url: str | None) -> str:
 
 
 def _check_number(name: str, value: object, *, minimum: float, inclusive: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        number = float(cast(float, value))
-        ok = number == number and number != float("inf")
-        ok = ok and (number >= minimum if inclusive else number > minimum)
-    if not ok:
-        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-        raise ConfigurationError(f"{name} must be a finite number {bound} (got {value!r}).")
-    return float(cast(float, value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        finite = number == number and number != float("inf")
+        if finite and (number >= minimum if inclusive else number > minimum):
+            return number
+    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+    raise ConfigurationError(f"{name} must be a finite number {bound} (got {value!r}).")
 
 
 _log: logging.Logger | None = None

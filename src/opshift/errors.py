@@ -18,7 +18,10 @@ Messages never contain the secret or a signature.
 from __future__ import annotations
 
 import json
-from typing import Any
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "AuthenticationError",

@@ -55,11 +55,22 @@ class OpShiftServer(_Backend):
             )
             self._scheme = "https"
         self._thread: threading.Thread | None = None
+        self._connections = 0
+        self._connections_lock = threading.Lock()
 
     @property
     def url(self) -> str:
         """The base URL for ``OpShift(base_url=...)``, e.g. ``http://127.0.0.1:54321``."""
         return f"{self._scheme}://{self._httpd.server_name}:{self._httpd.server_port}"
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections clients opened (keep-alive reuse shows here)."""
+        return self._connections
+
+    def _connected(self) -> None:
+        with self._connections_lock:
+            self._connections += 1
 
     def start(self) -> OpShiftServer:
         """Start serving in a daemon thread; returns self."""
@@ -112,6 +123,14 @@ def _handler_for(server: OpShiftServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "OpShiftLocal/1"
+        # One write per response, sent at once: headers and body in separate unbuffered
+        # writes would meet the client's delayed ACK and stall kept-alive connections.
+        wbufsize = 64 * 1024
+        disable_nagle_algorithm = True
+
+        def setup(self) -> None:
+            super().setup()
+            server._connected()
 
         def do_POST(self) -> None:
             self._answer()
