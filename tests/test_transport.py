@@ -139,6 +139,69 @@ def test_broken_responses_raise_clear_errors(
     assert elapsed < 5 + SLACK
 
 
+CHUNKED_OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (PING_OK[:30], PING_OK[30:]))
+    + b"0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(CHUNKED_OK, id="chunked"),
+        pytest.param(
+            b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + PING_OK,
+            id="http10-close-delimited",
+        ),
+        pytest.param(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(PING_OK), PING_OK),
+            id="interim-100",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-A: 2\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (len(PING_OK), PING_OK),
+            id="repeated-header",
+        ),
+    ],
+)
+def test_unusual_but_valid_responses(make_client: MakeClient, raw: bytes) -> None:
+    """Valid HTTP/1.x framings all parse to the same answer on every transport."""
+    with fs.FaultServer([fs.respond(raw)]) as server:
+        result = make_client(server.url, max_retries=0).ping("w")
+    assert result["message"] == "Ping received"
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        pytest.param(CHUNKED_OK[:-20], "truncated", id="chunked-cut-short"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "malformed",
+            id="bad-chunk-size",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", "malformed", id="headers-cut-short"
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+            "malformed",
+            id="header-too-long",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\n" + b"X: 1\r\n" * 150 + b"\r\n", "malformed", id="too-many-headers"
+        ),
+    ],
+)
+def test_malformed_framing(make_client: MakeClient, raw: bytes, text: str) -> None:
+    """Broken framing is a NetworkError saying the response was malformed or truncated."""
+    error, _, _ = run(make_client, [fs.respond(raw)], timeout=5, max_retries=0)
+    assert type(error) is NetworkError
+    assert "malformed or truncated HTTP response" in str(error)
+
+
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_redirects_are_never_followed(make_client: MakeClient, status: int) -> None:
     """A 3xx is an error naming the location; the POST is not re-sent anywhere."""

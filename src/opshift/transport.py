@@ -8,6 +8,7 @@ exchange, not for each socket operation.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,6 +18,8 @@ from .errors import NetworkError, OpShiftError, RequestTimeoutError, redirect_er
 if TYPE_CHECKING:
     import ssl
     import urllib.request
+
+    from ._connection import Connection
 
 __all__ = ["KeepAliveTransport", "Transport", "UrllibTransport", "translate_exception"]
 
@@ -74,12 +77,13 @@ class UrllibTransport:
 
 
 class KeepAliveTransport:
-    """A faster transport: persistent http.client connections, pooled per host.
+    """A faster transport: persistent HTTP/1.1 connections, pooled per host.
 
     Same guarantees as ``UrllibTransport`` (whole-call deadline, 1 MiB body cap, no
     redirects, proxies from the environment, TLS verified with ``ssl_context``), plus:
 
-    - Connections are reused, saving a TCP (and TLS) handshake per call.
+    - Connections are reused, saving a TCP (and TLS) handshake per call; each request is
+      written in one send.
     - Thread-safe: each in-flight request owns its connection; at most
       ``max_idle_connections`` idle ones are kept per (scheme, host, port, proxy).
     - A connection the server closed while idle is detected and replaced. If a reused
@@ -87,13 +91,13 @@ class KeepAliveTransport:
       on a fresh connection (the server cannot have answered it); never after.
     - Fork-safe: a child process never touches its parent's sockets.
 
-    Close it with ``close()`` or use it as a context manager.
+    Proxy settings are read from the environment when the transport is created. Close it
+    with ``close()`` or use it as a context manager.
     """
 
     def __init__(
         self, *, ssl_context: ssl.SSLContext | None = None, max_idle_connections: int = 10
     ) -> None:
-        import os
         import ssl
         import threading
         import urllib.request
@@ -102,102 +106,99 @@ class KeepAliveTransport:
         self._max_idle = max_idle_connections
         self._proxies = urllib.request.getproxies()
         self._bypass = urllib.request.proxy_bypass
-        self._idle: dict[tuple[str, str, int, str | None], list[Any]] = {}
+        self._routes: dict[str, _Route] = {}
+        self._idle: dict[tuple[object, ...], list[Connection]] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
     def __call__(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> tuple[int, bytes]:
-        import os
-        from urllib.parse import urlsplit
-
-        from . import _http
+        from ._connection import ProtocolError
+        from ._deadline import MAX_RESPONSE_BYTES
 
         deadline = time.monotonic() + timeout
         if os.getpid() != self._pid:
             self._forget_after_fork()
+        route = self._routes.get(url) or self._route(url)
+        if route.proxy_authorization:
+            headers = {**headers, "Proxy-Authorization": route.proxy_authorization}
+        for attempt in (1, 2):
+            conn = None
+            try:
+                conn = self._checkout(route, deadline)
+                response = conn.exchange(
+                    "POST", route.target, headers, body, deadline, MAX_RESPONSE_BYTES
+                )
+            except Exception as exc:
+                if conn is None:
+                    raise translate_exception(exc, url, timeout) from exc
+                received = conn.sock.bytes_received
+                conn.close()
+                dead = isinstance(exc, (ConnectionError, ProtocolError)) and received == 0
+                if conn.reused and attempt == 1 and dead:
+                    continue  # the server closed it while idle: nothing was answered
+                raise translate_exception(exc, url, timeout) from exc
+            if response.will_close or 300 <= response.status <= 399:
+                conn.close()
+            else:
+                self._checkin(route, conn)
+            if 300 <= response.status <= 399:
+                raise redirect_error(response.status, response.location)
+            return response.status, response.body
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _route(self, url: str) -> _Route:
+        """Where a URL goes: scheme, host, port, proxy and request target; cached per URL."""
+        from urllib.parse import urlsplit
+
         parts = urlsplit(url)
         scheme, host = parts.scheme, parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
         proxy = self._proxy_for(scheme, host, port)
-        selector = url if proxy is not None and scheme == "http" else _selector(parts)
-        send_headers = dict(headers)
-        if proxy is not None and scheme == "http" and proxy[2]:
-            send_headers["Proxy-Authorization"] = proxy[2]
-        key = (scheme, host, port, None if proxy is None else f"{proxy[0]}:{proxy[1]}")
-        for attempt in (1, 2):
-            conn, reused = self._checkout(key, scheme, host, port, proxy, deadline)
-            response = None
-            try:
-                conn.request("POST", selector, body, send_headers)
-                response = conn.getresponse()
-                status: int = response.status
-                if 300 <= status <= 399:
-                    raise redirect_error(status, _http.location(response))
-                data = _http.read_body(response)
-            except Exception as exc:
-                received = getattr(conn.sock, "bytes_received", 0)
-                if response is not None:
-                    response.close()
-                conn.close()
-                if isinstance(exc, OpShiftError):
-                    raise
-                if reused and attempt == 1 and received == 0 and _is_connection_error(exc):
-                    continue  # the server closed it while idle: nothing was answered
-                raise translate_exception(exc, url, timeout) from exc
-            if response.will_close:
-                conn.close()
-            else:
-                self._checkin(key, conn)
-            return status, data
-        raise AssertionError("unreachable")  # pragma: no cover
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        plain_proxy = proxy is not None and scheme == "http"
+        route = _Route(
+            scheme,
+            host,
+            port,
+            proxy,
+            target=url if plain_proxy else path,
+            proxy_authorization=proxy[2] if proxy is not None and plain_proxy else "",
+        )
+        if len(self._routes) < 1024:
+            self._routes[url] = route
+        return route
 
-    def _checkout(
-        self,
-        key: tuple[str, str, int, str | None],
-        scheme: str,
-        host: str,
-        port: int,
-        proxy: tuple[str, int, str] | None,
-        deadline: float,
-    ) -> tuple[Any, bool]:
-        """An idle live connection for ``key`` (reused=True), else a new one."""
+    def _checkout(self, route: _Route, deadline: float) -> Connection:
+        """An idle live connection for the route (marked reused), else a new one."""
         import select
 
-        from . import _http
+        from ._connection import Connection
 
         while True:
             with self._lock:
-                idle = self._idle.get(key)
+                idle = self._idle.get(route.key)
                 conn = idle.pop() if idle else None
             if conn is None:
                 break
-            sock = conn.sock
             try:
                 # Readable while idle means the server closed it (or sent junk): drop it.
-                readable = sock is None or bool(select.select([sock], [], [], 0)[0])
+                readable = bool(select.select([conn.sock], [], [], 0)[0])
             except (OSError, ValueError):
                 readable = True
             if not readable:
-                conn.set_deadline(deadline)
-                return conn, True
+                conn.reused = True
+                return conn
             conn.close()
-        target_host, target_port = (proxy[0], proxy[1]) if proxy is not None else (host, port)
-        if scheme == "https":
-            conn = _http.DeadlineHTTPSConnection(
-                target_host, target_port, context=self._ssl_context, deadline=deadline
-            )
-            if proxy is not None:
-                tunnel_headers = {"Proxy-Authorization": proxy[2]} if proxy[2] else None
-                conn.set_tunnel(host, port, headers=tunnel_headers)
-        else:
-            conn = _http.DeadlineHTTPConnection(target_host, target_port, deadline=deadline)
-        return conn, False
+        context = self._ssl_context if route.scheme == "https" else None
+        return Connection(
+            route.host, route.port, context=context, proxy=route.proxy, deadline=deadline
+        )
 
-    def _checkin(self, key: tuple[str, str, int, str | None], conn: Any) -> None:
+    def _checkin(self, route: _Route, conn: Connection) -> None:
         with self._lock:
-            idle = self._idle.setdefault(key, [])
+            idle = self._idle.setdefault(route.key, [])
             if len(idle) < self._max_idle:
                 idle.append(conn)
                 return
@@ -223,7 +224,6 @@ class KeepAliveTransport:
 
     def _forget_after_fork(self) -> None:
         """In a forked child, drop the parent's connections and lock without using them."""
-        import os
         import threading
 
         self._idle = {}
@@ -241,31 +241,42 @@ class KeepAliveTransport:
     def __enter__(self) -> KeepAliveTransport:
         return self
 
-    def __del__(self) -> None:
-        # Idle sockets are ours to close even if the user never called close().
-        idle = getattr(self, "_idle", None)
-        for connections in (idle or {}).values():
-            for conn in connections:
-                conn.close()
-
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def __del__(self) -> None:
+        # Idle sockets are ours to close even if the user never called close().
+        if getattr(self, "_pid", None) == os.getpid():
+            for connections in getattr(self, "_idle", {}).values():
+                for conn in connections:
+                    conn.close()
 
     def __repr__(self) -> str:
         return f"KeepAliveTransport(max_idle_connections={self._max_idle})"
 
 
-def _selector(parts: Any) -> str:
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+class _Route:
+    """A URL's destination, computed once: the pool key and what to put on the wire."""
 
+    __slots__ = ("host", "key", "port", "proxy", "proxy_authorization", "scheme", "target")
 
-def _is_connection_error(exc: BaseException) -> bool:
-    """An error meaning the connection was dead, as opposed to a bad response."""
-    import http.client
-
-    return isinstance(exc, (ConnectionError, http.client.RemoteDisconnected)) or (
-        isinstance(exc, http.client.BadStatusLine) and not str(exc).strip("'\"")
-    )
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        proxy: tuple[str, int, str] | None,
+        *,
+        target: str,
+        proxy_authorization: str,
+    ) -> None:
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.proxy = proxy
+        self.target = target
+        self.proxy_authorization = proxy_authorization
+        self.key = (scheme, host, port, proxy)
 
 
 def _build_opener(context: ssl.SSLContext) -> urllib.request.OpenerDirector:
@@ -325,7 +336,8 @@ def _describe(reason: BaseException) -> str | None:
     import http.client
     import socket
 
-    from ._http import ResponseTooLarge
+    from ._connection import ProtocolError
+    from ._deadline import ResponseTooLarge
 
     name = f"{type(reason).__name__}: {reason}"
     if isinstance(reason, ConnectionRefusedError):
@@ -338,7 +350,7 @@ def _describe(reason: BaseException) -> str | None:
         return f"{reason}; base_url may not point at OpShift."
     if type(reason).__module__ == "ssl":
         return f"TLS failed ({name}). For a private CA pass ssl_context= to the transport."
-    if isinstance(reason, http.client.HTTPException):
+    if isinstance(reason, (http.client.HTTPException, ProtocolError)):
         return f"malformed or truncated HTTP response ({name}); retry later."
     if isinstance(reason, OSError):
         return f"network error ({name})."
