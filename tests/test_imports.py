@@ -58,7 +58,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
     import opshift
 
     try:
-        opshift.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+        opshift.NoSuchThing  # noqa: B018
     except AttributeError as exc:
         assert "NoSuchThing" in str(exc)
     else:  # pragma: no cover
