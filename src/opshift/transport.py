@@ -245,11 +245,15 @@ class KeepAliveTransport:
         self.close()
 
     def __del__(self) -> None:
-        # Idle sockets are ours to close even if the user never called close().
-        if getattr(self, "_pid", None) == os.getpid():
-            for connections in getattr(self, "_idle", {}).values():
-                for conn in connections:
-                    conn.close()
+        # Idle sockets are ours to close even if the user never called close(); never in a
+        # forked child, and never an error at interpreter shutdown.
+        try:
+            if getattr(self, "_pid", None) == os.getpid():
+                for connections in getattr(self, "_idle", {}).values():
+                    for conn in connections:
+                        conn.close()
+        except Exception:  # noqa: S110 - a finaliser must not raise
+            pass
 
     def __repr__(self) -> str:
         return f"KeepAliveTransport(max_idle_connections={self._max_idle})"
