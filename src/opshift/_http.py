@@ -21,12 +21,17 @@ class _DeadlineMixin:
     and a wake-up on the server for every request.
     """
 
-    deadline: float
     sock: Any
     timeout: Any
     _buffer: list[bytes]
 
-    def _wrap_socket(self) -> None:
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def connect(self) -> None:
+        self.timeout = max(self.deadline - time.monotonic(), 0.001)
+        super().connect()  # type: ignore[misc]
         self.sock = DeadlineSocket(self.sock, self.deadline)
 
     def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
@@ -42,27 +47,9 @@ class _DeadlineMixin:
 class DeadlineHTTPConnection(_DeadlineMixin, http.client.HTTPConnection):
     """An HTTPConnection bounded by one deadline for connect, send and read."""
 
-    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.deadline = deadline
-
-    def connect(self) -> None:
-        self.timeout = max(self.deadline - time.monotonic(), 0.001)
-        super().connect()
-        self._wrap_socket()
-
 
 class DeadlineHTTPSConnection(_DeadlineMixin, http.client.HTTPSConnection):
     """The TLS twin of DeadlineHTTPConnection; verification comes from the given context."""
-
-    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.deadline = deadline
-
-    def connect(self) -> None:
-        self.timeout = max(self.deadline - time.monotonic(), 0.001)
-        super().connect()
-        self._wrap_socket()
 
 
 def read_body(response: http.client.HTTPResponse, limit: int = MAX_RESPONSE_BYTES) -> bytes:

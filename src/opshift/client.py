@@ -121,15 +121,7 @@ class OpShift:
                 rejected it.
             OpShiftError: Any other failure; see the subclasses in ``opshift.errors``.
         """
-        fields: dict[str, Any] = {}
-        if status is not None:
-            fields["status"] = status
-        if reason is not None:
-            fields["reason"] = reason
-        if group_key is not None:
-            fields["group_key"] = group_key
-        if metadata is not None:
-            fields["metadata"] = metadata
+        fields = _given(status=status, reason=reason, group_key=group_key, metadata=metadata)
         path = "/api/ping/" + _path_segment("ping_token", ping_token)
         body = _validation.encode("ping", fields) if fields else b""
         return self._send(path, body)  # type: ignore[no-any-return]
@@ -164,15 +156,13 @@ class OpShift:
                 rejected it.
             OpShiftError: Any other failure; see the subclasses in ``opshift.errors``.
         """
-        fields: dict[str, Any] = {"title": title}
-        if description is not None:
-            fields["description"] = description
-        if severity is not None:
-            fields["severity"] = severity
-        if metadata is not None:
-            fields["metadata"] = metadata
-        if group_key is not None:
-            fields["group_key"] = group_key
+        fields = _given(
+            title=title,
+            description=description,
+            severity=severity,
+            metadata=metadata,
+            group_key=group_key,
+        )
         path = "/api/alerts/trigger/" + _path_segment("webhook_url", webhook_url)
         body = _validation.encode("alert", fields)
         return self._send(path, body)  # type: ignore[no-any-return]
@@ -339,6 +329,14 @@ def _parse(status: int, data: bytes) -> Any:
     if 300 <= status <= 399:
         raise redirect_error(status, None)
     raise error_for_status(status, data)
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields the caller passed, in wire order; None means "not given", never null.
+
+    A missing alert title stays absent, so validation reports "title is required".
+    """
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _path_segment(name: str, value: str) -> str:

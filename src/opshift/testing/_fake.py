@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from ._model import _Backend
+from ._model import Model, _Backend
 
 Responder = Callable[[str, bytes, Mapping[str, str]], tuple[int, bytes]]
 
@@ -31,7 +31,7 @@ class FakeTransport(_Backend):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
-            secret, previous_secret=previous_secret, auto_create=auto_create, clock=clock
+            Model(secret, previous_secret=previous_secret, auto_create=auto_create, clock=clock)
         )
         self.calls: list[tuple[str, bytes, Mapping[str, str], float]] = []
         self._raises: list[BaseException] = []

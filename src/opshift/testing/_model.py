@@ -403,23 +403,14 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 class _Backend:
     """The controls OpShiftServer and FakeTransport share: set up state, read what arrived."""
 
-    def __init__(
-        self,
-        secret: str,
-        *,
-        previous_secret: str | None = None,
-        auto_create: bool = False,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.model = Model(
-            secret, previous_secret=previous_secret, auto_create=auto_create, clock=clock
-        )
-        self.add_monitor = self.model.add_monitor
-        self.add_webhook = self.model.add_webhook
-        self.pause = self.model.pause
-        self.resume = self.model.resume
-        self.resolve_alert = self.model.resolve_alert
-        self.fail_next = self.model.fail_next
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.add_monitor = model.add_monitor
+        self.add_webhook = model.add_webhook
+        self.pause = model.pause
+        self.resume = model.resume
+        self.resolve_alert = model.resolve_alert
+        self.fail_next = model.fail_next
 
     @property
     def requests(self) -> list[RecordedRequest]:

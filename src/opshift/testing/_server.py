@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from ._model import _Backend
+from ._model import Model, _Backend
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
@@ -44,7 +44,7 @@ class OpShiftServer(_Backend):
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(
-            secret, previous_secret=previous_secret, auto_create=auto_create, clock=clock
+            Model(secret, previous_secret=previous_secret, auto_create=auto_create, clock=clock)
         )
         self._httpd = _HTTPServer((host, port), _handler_for(self))
         self._scheme = "http"
