@@ -276,6 +276,19 @@ def test_path_segments_are_percent_encoded(env: Env) -> None:
     assert all(env.backend.monitors[t].pings for t in tokens)
 
 
+def test_same_id_for_a_monitor_and_a_webhook(env: Env) -> None:
+    """Paths are computed once per id, separately for pings and alerts."""
+    env.backend.add_monitor("shared-id")
+    env.backend.add_webhook("shared-id")
+    for _ in range(2):
+        env.client.ping("shared-id")
+        env.client.alert("shared-id", title="t")
+    assert [r.path for r in env.backend.requests] == [
+        "/api/ping/shared-id",
+        "/api/alerts/trigger/shared-id",
+    ] * 2
+
+
 def test_custom_transport_gets_url_body_headers_timeout() -> None:
     """A custom transport receives (url, body, headers, timeout) and its answer is honoured."""
     seen: list[tuple[str, bytes, dict[str, str], float]] = []

@@ -33,6 +33,7 @@ CASES = [
     pytest.param(lambda c: c.ping("   "), "ping_token must be a non-empty string", id="blank-token"),
     pytest.param(lambda c: c.ping(None), "ping_token must be a non-empty string", id="none-token"),
     pytest.param(lambda c: c.ping(42), "ping_token must be a non-empty string", id="int-token"),
+    pytest.param(lambda c: c.ping(["w"]), "ping_token must be a non-empty string", id="unhashable-token"),
     pytest.param(lambda c: c.alert("", title="t"), "webhook_url must be a non-empty string", id="empty-webhook"),
     pytest.param(lambda c: c.ping("w", status="sideways"), "status must be one of up, down (got 'sideways')", id="bad-status"),
     pytest.param(lambda c: c.ping("w", status="UP"), "status must be one of up, down", id="status-case"),

@@ -27,6 +27,7 @@ __all__ = ["DEFAULT_BASE_URL", "OpShift"]
 
 DEFAULT_BASE_URL = "https://www.opshift.io"
 USER_AGENT = "opshift-python/{} (python {}.{}.{})".format(__version__, *sys.version_info[:3])
+_decode_json = json.JSONDecoder().decode  # built once: json.loads re-checks its options per call
 _HEX = frozenset("0123456789abcdefABCDEF")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -83,6 +84,9 @@ class OpShift:
 
             transport = UrllibTransport()
         self.transport: Transport = transport
+        # Encoded paths per token and webhook id, checked and percent-encoded once.
+        self._ping_paths: dict[str, str] = {}
+        self._alert_paths: dict[str, str] = {}
         # Injected for tests of the retry loop; a client never needs to change these.
         self._sleep: Callable[[float], None] = time.sleep
         self._random: Callable[[], float] | None = None
@@ -122,7 +126,7 @@ class OpShift:
             OpShiftError: Any other failure; see the subclasses in ``opshift.errors``.
         """
         fields = _given(status=status, reason=reason, group_key=group_key, metadata=metadata)
-        path = "/api/ping/" + _path_segment("ping_token", ping_token)
+        path = self._path(self._ping_paths, "/api/ping/", "ping_token", ping_token)
         body = _validation.encode("ping", fields) if fields else b""
         return self._send(path, body)  # type: ignore[no-any-return]
 
@@ -163,7 +167,7 @@ class OpShift:
             metadata=metadata,
             group_key=group_key,
         )
-        path = "/api/alerts/trigger/" + _path_segment("webhook_url", webhook_url)
+        path = self._path(self._alert_paths, "/api/alerts/trigger/", "webhook_url", webhook_url)
         body = _validation.encode("alert", fields)
         return self._send(path, body)  # type: ignore[no-any-return]
 
@@ -213,6 +217,14 @@ class OpShift:
             f"OpShift(base_url={self.base_url!r}, timeout={self.timeout!r}, "
             f"max_retries={self.max_retries!r})"
         )
+
+    def _path(self, cache: dict[str, str], prefix: str, name: str, value: str) -> str:
+        path = cache.get(value) if isinstance(value, str) else None
+        if path is None:
+            path = prefix + _path_segment(name, value)  # raises for a bad value
+            if len(cache) < 1024:
+                cache[value] = path
+        return path
 
     def _send(self, path: str, body: bytes) -> Any:
         """POST signed bytes, retrying per the policy within one deadline; return the JSON."""
@@ -313,7 +325,7 @@ def _parse(status: int, data: bytes) -> Any:
         parsed: Any = None
         if data:
             try:
-                parsed = json.loads(data)
+                parsed = _decode_json(data.decode("utf-8"))  # UnicodeDecodeError is a ValueError
             except ValueError:
                 problem = f"a body that is not valid JSON ({len(data)} bytes)"
             else:
