@@ -139,11 +139,12 @@ class KeepAliveTransport:
                 if conn.reused and attempt == 1 and dead:
                     continue  # the server closed it while idle: nothing was answered
                 raise translate_exception(exc, url, timeout) from exc
-            if response.will_close or 300 <= response.status <= 399:
+            redirect = 300 <= response.status <= 399
+            if response.will_close or redirect:
                 conn.close()
             else:
                 self._checkin(route, conn)
-            if 300 <= response.status <= 399:
+            if redirect:
                 raise redirect_error(response.status, response.location)
             return response.status, response.body
         raise AssertionError("unreachable")  # pragma: no cover
@@ -249,9 +250,7 @@ class KeepAliveTransport:
         # forked child, and never an error at interpreter shutdown.
         try:
             if getattr(self, "_pid", None) == os.getpid():
-                for connections in getattr(self, "_idle", {}).values():
-                    for conn in connections:
-                        conn.close()
+                self.close()  # nothing can hold the lock while the object is being finalised
         except Exception:  # noqa: S110 - a finaliser must not raise
             pass
 
