@@ -3,57 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import ssl
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, Union
 
 import pytest
 
-from opshift import KeepAliveTransport, OpShift, UrllibTransport
+from opshift import KeepAliveTransport, OpShift
 from opshift.testing import FakeTransport, OpShiftServer
 
-# A throwaway team secret for tests; the known-answer signatures below are for it.
-SECRET = "bb2801ab17ca54c2510b88c35683e6571b90dcaf8a8bfcbd3f25b8c07fc0dd1c"
-OTHER_SECRET = "0123456789abcdef" * 4
-
-Backend = Union[OpShiftServer, FakeTransport]
-
-
-@dataclass
-class Env:
-    """A client wired to a backend that answers like OpShift, plus that backend's controls."""
-
-    client: OpShift
-    backend: Backend
-    kind: str
-    opened: list[Any] = field(default_factory=list)
-
-    def client_with(self, **options: Any) -> OpShift:
-        """Another client on the same backend, e.g. with a different secret or timeout."""
-        secret = options.pop("secret", SECRET)
-        if isinstance(self.backend, OpShiftServer):
-            transport = TRANSPORTS[self.kind]()
-            self.opened.append(transport)
-            return OpShift(secret, base_url=self.backend.url, transport=transport, **options)
-        return OpShift(secret, transport=self.backend, **options)
-
-
-@dataclass
-class Certificate:
-    """A throwaway self-signed certificate for 127.0.0.1."""
-
-    cert: str
-    key: str
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert, self.key)
-        return context
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.cert)
+from .helpers import SECRET, TRANSPORTS, Backend, Certificate, Env
 
 
 @pytest.fixture(scope="session")
@@ -83,9 +41,6 @@ def server() -> Iterator[OpShiftServer]:
     with OpShiftServer(SECRET) as srv:
         _setup(srv)
         yield srv
-
-
-TRANSPORTS = {"urllib": UrllibTransport, "keepalive": KeepAliveTransport}
 
 
 @pytest.fixture(params=["fake", "urllib", "keepalive"])

@@ -11,7 +11,7 @@ import opshift
 from opshift import AsyncOpShift, NotFoundError
 from opshift.testing import OpShiftServer
 
-from .conftest import SECRET
+from .helpers import SECRET
 
 
 def test_ping_and_alert(server: OpShiftServer) -> None:

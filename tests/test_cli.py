@@ -14,7 +14,7 @@ import pytest
 
 from opshift.testing import OpShiftServer
 
-from .conftest import SECRET
+from .helpers import SECRET, refused_url
 
 
 def opshift(
@@ -77,7 +77,7 @@ def test_alert(server: OpShiftServer) -> None:
 
 
 def test_base_url_flag_overrides_the_environment(server: OpShiftServer) -> None:
-    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": "http://127.0.0.1:9"}
+    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": refused_url()}
     done = opshift("ping", "payments-worker", "--base-url", server.url, "-q", env=env)
     assert done.returncode == 0, done.stderr
     assert len(server.requests) == 1
@@ -93,7 +93,7 @@ def test_api_error_exits_1_with_one_line(server: OpShiftServer) -> None:
 
 
 def test_network_error_exits_1() -> None:
-    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": "http://127.0.0.1:9"}
+    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": refused_url()}
     done = opshift("ping", "w", "--timeout", "5", env=env)
     assert done.returncode == 1
     assert "connection refused" in done.stderr
@@ -183,7 +183,7 @@ def test_run_signal_death(server: OpShiftServer) -> None:
 
 
 def test_run_exit_status_survives_an_unreachable_opshift() -> None:
-    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": "http://127.0.0.1:9"}
+    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": refused_url()}
     done = opshift(
         "run", "w", "--timeout", "5", "--", sys.executable, "-c", "raise SystemExit(3)", env=env
     )

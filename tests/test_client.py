@@ -24,8 +24,7 @@ from opshift import (
 )
 from opshift.testing import OpShiftServer
 
-from .conftest import OTHER_SECRET, SECRET, Env
-from .test_signing import ALERT_EXAMPLE, PING_EXAMPLE
+from .helpers import ALERT_EXAMPLE, OTHER_SECRET, PING_EXAMPLE, SECRET, Env, refused_url
 
 
 def test_ping_sends_the_docs_example_byte_exact(env: Env) -> None:
@@ -386,12 +385,7 @@ def test_unusable_success_bodies(status: int, data: bytes, expected: str) -> Non
 
 
 def test_connection_refused_is_status_0() -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = OpShift(SECRET, base_url=f"http://127.0.0.1:{port}", max_retries=0)
+    client = OpShift(SECRET, base_url=refused_url(), max_retries=0)
     with pytest.raises(NetworkError) as caught:
         client.ping("payments-worker")
     assert caught.value.status_code == 0

@@ -21,7 +21,7 @@ import pytest
 
 from opshift.testing import OpShiftServer
 
-from .conftest import SECRET
+from .helpers import SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGES = {"python": "python", "py": "python", "sh": "shell", "bash": "shell", "console": "shell"}

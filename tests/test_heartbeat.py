@@ -14,7 +14,7 @@ import pytest
 from opshift import ConfigurationError, OpShift
 from opshift.testing import FakeTransport, OpShiftServer
 
-from .conftest import SECRET
+from .helpers import SECRET
 
 
 class CountingTransport:

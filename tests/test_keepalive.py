@@ -11,7 +11,7 @@ from opshift import KeepAliveTransport, NetworkError, OpShift, UrllibTransport
 from opshift.testing import OpShiftServer
 
 from . import faultserver as fs
-from .conftest import SECRET, Certificate
+from .helpers import SECRET, Certificate, refused_url
 from .proxyserver import ProxyServer
 
 PING = b'{"message": "Ping received", "monitor": {"name": "w", "status": "up", "monitoringActive": true}, "pingStatus": "up"}'
@@ -185,7 +185,7 @@ def test_no_proxy_bypasses_the_proxy(
     monkeypatch: pytest.MonkeyPatch, server: OpShiftServer, transport_class: type
 ) -> None:
     for name in ("HTTP_PROXY", "http_proxy"):
-        monkeypatch.setenv(name, "http://127.0.0.1:9")  # would be refused
+        monkeypatch.setenv(name, refused_url())  # would be refused
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, "127.0.0.1")
     client = OpShift(SECRET, base_url=server.url, transport=transport_class())

@@ -13,7 +13,7 @@ from opshift import BadRequestError, OpShift
 from opshift.monitor import failure_reason
 from opshift.testing import OpShiftServer
 
-from .conftest import SECRET
+from .helpers import SECRET, refused_url
 
 
 class JobFailed(Exception):
@@ -118,7 +118,7 @@ def test_long_message_is_cut_to_200_characters(server: OpShiftServer) -> None:
 
 def test_failing_ping_does_not_mask_the_jobs_outcome(caplog: pytest.LogCaptureFixture) -> None:
     """OpShift unreachable: the job's exception (or value) is what the caller sees; logged."""
-    client = OpShift(SECRET, base_url="http://127.0.0.1:9", max_retries=0)
+    client = OpShift(SECRET, base_url=refused_url(), max_retries=0)
     with pytest.raises(JobFailed, match="real problem"), client.monitor("payments-worker"):
         raise JobFailed("real problem")
 
@@ -160,7 +160,7 @@ def test_system_exit(server: OpShiftServer, code: object, status: str) -> None:
 
 
 def test_invalid_metadata_fails_at_setup_not_at_the_end() -> None:
-    client = OpShift(SECRET, base_url="http://127.0.0.1:9")
+    client = OpShift(SECRET, base_url=refused_url())
     with pytest.raises(BadRequestError, match="metadata must be a JSON object"):
         client.monitor("payments-worker", metadata=[1])  # type: ignore[arg-type]
     with pytest.raises(BadRequestError, match="group_key must be at most 200"):

@@ -15,7 +15,7 @@ from opshift import (
 from opshift._retry import RetryPolicy
 from opshift.testing import FakeTransport
 
-from .conftest import SECRET
+from .helpers import SECRET
 
 
 def _error(status: int) -> OpShiftError:

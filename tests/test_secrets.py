@@ -14,7 +14,7 @@ from opshift import OpShift, OpShiftError
 from opshift.testing import FakeTransport, OpShiftServer
 
 from . import faultserver as fs
-from .conftest import OTHER_SECRET, SECRET
+from .helpers import OTHER_SECRET, SECRET, refused_url
 
 
 def _leaks(text: str, signatures: set[str]) -> list[str]:
@@ -53,7 +53,7 @@ def test_no_secret_or_signature_in_errors_or_logs(caplog: pytest.LogCaptureFixtu
         signatures |= {r.signature or "" for r in srv.requests}
     with fs.FaultServer([fs.silent]) as faults:
         attempt(OpShift(SECRET, base_url=faults.url, timeout=0.3))  # timeout
-    attempt(OpShift(SECRET, base_url="http://127.0.0.1:9", max_retries=0))  # refused
+    attempt(OpShift(SECRET, base_url=refused_url(), max_retries=0))  # refused
     attempt(OpShift(SECRET, transport=FakeTransport(SECRET)), "alert")
     try:
         OpShift(SECRET + "\n")

@@ -9,14 +9,8 @@ import pytest
 
 import opshift
 
-from .conftest import SECRET
+from .helpers import ALERT_EXAMPLE, PING_EXAMPLE, SECRET
 
-PING_EXAMPLE = b'{"status":"up","metadata":{"batch":1247,"durationMs":832}}'
-ALERT_EXAMPLE = (
-    b'{"title":"Deploy failed: api-gateway","description":"Migration step exited with code 137",'
-    b'"severity":"sev1","metadata":{"commit":"a1b2c3","environment":"production"},'
-    b'"group_key":"deploy:api-gateway"}'
-)
 KNOWN_ANSWERS = [
     pytest.param(
         b"", "294a3c92fda7d1b6abc158feebc6d72c23a606c62e82af75f4799f15432e2592", id="empty"

@@ -25,7 +25,7 @@ from opshift.testing import OpShiftServer
 from opshift.transport import translate_exception
 
 from . import faultserver as fs
-from .conftest import SECRET, TRANSPORTS, Certificate
+from .helpers import SECRET, TRANSPORTS, Certificate
 
 PING_OK = b'{"message": "Ping received", "monitor": {"name": "w", "status": "up", "monitoringActive": true}, "pingStatus": "up"}'
 OK = fs.json_response(200, PING_OK)

@@ -11,7 +11,7 @@ import pytest
 from opshift import BadRequestError, ConfigurationError, OpShift, OpShiftError
 from opshift.testing import FakeTransport, OpShiftServer
 
-from .conftest import SECRET
+from .helpers import SECRET
 
 
 def _deep(levels: int) -> dict[str, Any]:

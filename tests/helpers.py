@@ -1,0 +1,78 @@
+"""Constants and small helpers shared by the test modules (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from opshift import KeepAliveTransport, OpShift, UrllibTransport
+from opshift.testing import FakeTransport, OpShiftServer
+
+# A throwaway team secret for tests; the known-answer signatures in the tests are for it.
+SECRET = "bb2801ab17ca54c2510b88c35683e6571b90dcaf8a8bfcbd3f25b8c07fc0dd1c"
+OTHER_SECRET = "0123456789abcdef" * 4
+
+# The docs' example bodies, byte-exact.
+PING_EXAMPLE = b'{"status":"up","metadata":{"batch":1247,"durationMs":832}}'
+ALERT_EXAMPLE = (
+    b'{"title":"Deploy failed: api-gateway","description":"Migration step exited with code 137",'
+    b'"severity":"sev1","metadata":{"commit":"a1b2c3","environment":"production"},'
+    b'"group_key":"deploy:api-gateway"}'
+)
+
+# OpShift's 200 answer to a ping, as raw JSON bytes.
+PING_OK = (
+    b'{"message": "Ping received", "monitor": {"name": "w", "status": "up", '
+    b'"monitoringActive": true}, "pingStatus": "up"}'
+)
+
+
+def refused_url() -> str:
+    """An http:// base URL on 127.0.0.1 whose port this process bound and closed: refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class Certificate:
+    """A throwaway self-signed certificate for 127.0.0.1."""
+
+    cert: str
+    key: str
+
+    def server_context(self) -> ssl.SSLContext:
+        """A server-side context serving this certificate."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client-side context that trusts only this certificate."""
+        return ssl.create_default_context(cafile=self.cert)
+
+
+Backend = Union[OpShiftServer, FakeTransport]
+TRANSPORTS = {"urllib": UrllibTransport, "keepalive": KeepAliveTransport}
+
+
+@dataclass
+class Env:
+    """A client wired to a backend that answers like OpShift, plus that backend's controls."""
+
+    client: OpShift
+    backend: Backend
+    kind: str
+    opened: list[Any] = field(default_factory=list)
+
+    def client_with(self, **options: Any) -> OpShift:
+        """Another client on the same backend, e.g. with a different secret or timeout."""
+        secret = options.pop("secret", SECRET)
+        if isinstance(self.backend, OpShiftServer):
+            transport = TRANSPORTS[self.kind]()
+            self.opened.append(transport)
+            return OpShift(secret, base_url=self.backend.url, transport=transport, **options)
+        return OpShift(secret, transport=self.backend, **options)
