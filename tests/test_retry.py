@@ -6,13 +6,14 @@ import pytest
 
 from opshift import (
     AuthenticationError,
+    ConfigurationError,
     NetworkError,
     OpShift,
     OpShiftError,
     RequestTimeoutError,
+    RetryPolicy,
     ServerError,
 )
-from opshift._retry import RetryPolicy
 from opshift.testing import FakeTransport
 
 from .helpers import SECRET
@@ -50,20 +51,59 @@ def _error(status: int) -> OpShiftError:
 def test_policy(
     status: int, attempt: int, remaining: float, rand: float, expected: float | None
 ) -> None:
-    policy = RetryPolicy(max_retries=2, backoff=0.5)
-    assert policy.delay(_error(status), attempt, remaining, 30.0, rand) == expected
+    """Each row: which failures are retried, after how long, and when the deadline forbids it."""
+    policy = RetryPolicy(max_retries=2, backoff=0.5, random=lambda: rand)
+    assert policy.delay(_error(status), attempt, remaining, 30.0) == expected
 
 
 def test_backoff_is_capped() -> None:
-    policy = RetryPolicy(max_retries=20, backoff=0.5, backoff_max=8.0)
-    assert policy.delay(_error(503), 15, 1000.0, 1000.0, 1.0) == 8.0
+    """The doubling stops at backoff_max."""
+    policy = RetryPolicy(max_retries=20, backoff=0.5, backoff_max=8.0, random=lambda: 1.0)
+    assert policy.delay(_error(503), 15, 1000.0, 1000.0) == 8.0
+
+
+def test_policy_is_frozen_and_replace_makes_a_copy() -> None:
+    """A policy cannot be changed in place; replace() returns a changed copy."""
+    policy = RetryPolicy(max_retries=2)
+    with pytest.raises(AttributeError, match="frozen"):
+        policy.max_retries = 5
+    changed = policy.replace(max_retries=0)
+    assert (policy.max_retries, changed.max_retries) == (2, 0)
+    assert changed.replace(max_retries=2) == policy
+    assert "max_retries=0" in repr(changed)
+
+
+@pytest.mark.parametrize(
+    ("options", "text"),
+    [
+        pytest.param({"max_retries": -1}, "max_retries must be an int >= 0", id="negative"),
+        pytest.param({"max_retries": True}, "max_retries must be an int", id="bool"),
+        pytest.param({"backoff": float("nan")}, "retry_backoff must be a finite number", id="nan"),
+        pytest.param({"backoff_max": float("inf")}, "backoff_max must be a finite", id="inf"),
+    ],
+)
+def test_policy_rejects_bad_settings(options: dict[str, object], text: str) -> None:
+    """Bad numbers fail when the policy is made, with the setting's name."""
+    with pytest.raises(ConfigurationError, match=text):
+        RetryPolicy(**options)  # type: ignore[arg-type]
+
+
+def test_retry_policy_and_max_retries_are_exclusive() -> None:
+    """Passing both a policy and max_retries is ambiguous, so it is refused."""
+    with pytest.raises(ConfigurationError, match="either retry_policy or max_retries"):
+        OpShift(SECRET, retry_policy=RetryPolicy(), max_retries=5)
 
 
 def _client(fake: FakeTransport, **options: object) -> tuple[OpShift, list[float]]:
-    client = OpShift(SECRET, transport=fake, **options)  # type: ignore[arg-type]
+    """A client whose retry policy records its waits instead of sleeping; jitter is 1.0."""
     waits: list[float] = []
-    client._sleep = waits.append
-    client._random = lambda: 1.0
+    policy = RetryPolicy(
+        max_retries=options.pop("max_retries", 2),  # type: ignore[arg-type]
+        backoff=options.pop("retry_backoff", 0.5),  # type: ignore[arg-type]
+        sleep=waits.append,
+        random=lambda: 1.0,
+    )
+    client = OpShift(SECRET, transport=fake, retry_policy=policy, **options)  # type: ignore[arg-type]
     return client, waits
 
 

@@ -10,6 +10,7 @@ async facade and job monitoring are imported on first use, so CLIs, cron jobs an
 serverless cold starts stay fast.
 """
 
+from ._retry import RetryPolicy
 from ._signing import sign, verify
 from ._version import __version__
 from .client import OpShift
@@ -21,6 +22,7 @@ from .errors import (
     NotFoundError,
     OpShiftError,
     PermissionDeniedError,
+    ProxyAuthenticationError,
     RateLimitError,
     RequestTimeoutError,
     ServerError,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
         Metadata,
         MonitorInfo,
         MonitorStatus,
+        Pinger,
         PingResponse,
         PingStatus,
         Severity,
@@ -64,8 +67,11 @@ __all__ = [
     "PermissionDeniedError",
     "PingResponse",
     "PingStatus",
+    "Pinger",
+    "ProxyAuthenticationError",
     "RateLimitError",
     "RequestTimeoutError",
+    "RetryPolicy",
     "ServerError",
     "Severity",
     "Transport",
@@ -90,6 +96,7 @@ _LAZY = {
     "MonitorStatus": "types",
     "PingResponse": "types",
     "PingStatus": "types",
+    "Pinger": "types",
     "Severity": "types",
 }
 

@@ -1,24 +1,22 @@
-"""The documented field limits, checked in one place by the client and the local test server.
+"""Every rule on input, in one place: the documented field limits and the SDK's own settings.
 
-The client checks before sending, so bad input raises ``BadRequestError`` with the same
-``{"error": ...}`` text the server would answer, and nothing reaches the wire.
+The client checks fields before sending, so bad input raises ``BadRequestError`` with the
+same ``{"error": ...}`` text the server would answer, and nothing reaches the wire. The
+local test server uses the same checks. Settings (timeouts, intervals, pool sizes) are
+checked by ``check_number`` and ``check_int`` and raise ``ConfigurationError``.
 """
 
 from __future__ import annotations
 
 import json
 
-from .errors import BadRequestError
+from .errors import BadRequestError, ConfigurationError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
     from typing import Any
 
 TEXT_LIMITS = {"title": 200, "description": 2000, "reason": 200, "group_key": 200}
-CHOICES = {
-    "status": ("up", "down"),
-    "severity": ("sev0", "sev1", "sev2", "sev3", "sev4"),
-}
 MAX_METADATA_BYTES = 102_400
 MAX_METADATA_DEPTH = 10
 
@@ -69,7 +67,7 @@ def fields_problem(kind: str, fields: dict[str, Any]) -> str | None:
         if title is None or (isinstance(title, str) and not title.strip()):
             return "title is required"
     for key, value in fields.items():
-        choices = CHOICES.get(key)
+        choices = choices_for(key) if key in _ENUM_FIELDS else None
         if choices is not None:
             if not isinstance(value, str) or value not in choices:
                 shown = repr(value)[:40]
@@ -88,6 +86,26 @@ def fields_problem(kind: str, fields: dict[str, Any]) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+_ENUM_FIELDS = ("status", "severity")
+_choices: dict[str, tuple[str, ...]] = {}
+
+
+def choices_for(field: str) -> tuple[str, ...]:
+    """The allowed values of an enum field (``status``, ``severity``), from types.py's Literals.
+
+    Read on first use, so ``import opshift`` does not import ``typing``.
+    """
+    found = _choices.get(field)
+    if found is None:
+        from typing import get_args
+
+        from .types import PingStatus, Severity
+
+        _choices.update(status=get_args(PingStatus), severity=get_args(Severity))
+        found = _choices[field]
+    return found
 
 
 def path_problem(name: str, value: object) -> str | None:
@@ -163,3 +181,41 @@ def _unencodable(value: Any, path: str) -> str | None:
 
 def _child_path(path: str, key: object, container: object) -> str:
     return f"{path}.{key}" if isinstance(container, dict) else f"{path}[{key}]"
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    minimum: float = 0.0,
+    inclusive: bool = False,
+    maximum: float | None = None,
+) -> float:
+    """Return ``value`` as a float if it is a finite number in range, else raise.
+
+    Booleans, strings, NaN and infinities are refused: ``interval=float("nan")`` would
+    otherwise spin a thread and ``float("inf")`` overflow a timer.
+
+    Raises:
+        ConfigurationError: naming the setting, the range and the value given.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        above = number >= minimum if inclusive else number > minimum
+        if above and (number <= maximum if maximum is not None else number != float("inf")):
+            return number  # NaN fails every comparison, so it never gets here
+    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+    if maximum is not None:
+        bound += f" and <= {maximum:g}"
+    raise ConfigurationError(f"{name} must be a finite number {bound} (got {value!r:.40}).")
+
+
+def check_int(name: str, value: object, *, minimum: int = 0, hint: str = "") -> int:
+    """Return ``value`` if it is an int (not a bool) of at least ``minimum``, else raise.
+
+    Raises:
+        ConfigurationError: naming the setting, the minimum and the value given.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+        return value
+    raise ConfigurationError(f"{name} must be an int >= {minimum} (got {value!r:.40}){hint}.")

@@ -16,6 +16,7 @@ from .client import OpShift
 from .types import AlertResponse, Metadata, PingResponse, PingStatus, Severity
 
 if TYPE_CHECKING:
+    from ._retry import RetryPolicy
     from .monitor import JobMonitor
     from .transport import Transport
 
@@ -33,7 +34,9 @@ class AsyncOpShift:
         timeout: float = 30.0,
         max_retries: int = 2,
         retry_backoff: float = 0.5,
+        retry_policy: RetryPolicy | None = None,
         transport: Transport | None = None,
+        enabled: bool = True,
     ) -> None:
         self.sync = OpShift(
             secret,
@@ -41,8 +44,31 @@ class AsyncOpShift:
             timeout=timeout,
             max_retries=max_retries,
             retry_backoff=retry_backoff,
+            retry_policy=retry_policy,
             transport=transport,
+            enabled=enabled,
         )
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry_backoff: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> AsyncOpShift:
+        """A client sharing this one's secret and transport, with some settings changed.
+
+        See ``OpShift.with_options``; no I/O, and the original is untouched.
+        """
+        copy = object.__new__(AsyncOpShift)
+        copy.sync = self.sync.with_options(
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            retry_policy=retry_policy,
+        )
+        return copy
 
     async def ping(
         self,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
+from . import _validation
 from ._version import __version__
 from .client import OpShift
 from .errors import ConfigurationError, OpShiftError
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 DEMO_METADATA = {"batch": 1247, "durationMs": 832}
-STDERR_TAIL_LINES = 20
-STDERR_TAIL_CHARS = 2000
 
 _PING_EXAMPLES = """examples:
   opshift ping payments-worker
@@ -114,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         help="OpShift's address (default: $OPSHIFT_BASE_URL, then https://www.opshift.io)",
     )
     common.add_argument(
-        "--timeout", type=_positive, default=30.0, help="seconds for the whole call (default 30)"
+        "--timeout", type=_seconds, default=30.0, help="seconds for the whole call (default 30)"
     )
     sending = argparse.ArgumentParser(add_help=False, parents=[common])
     sending.add_argument("--group-key", help="routing / grouping key, at most 200 characters")
@@ -136,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )  # fmt: skip
     ping.add_argument("token", help="the monitor's ping token")
-    ping.add_argument("--status", choices=("up", "down"), help="default: up")
+    ping.add_argument("--status", choices=_validation.choices_for("status"), help="default: up")
     ping.add_argument("--reason", help="why, at most 200 characters")
     ping.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
 
@@ -147,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     alert.add_argument("webhook", help="the webhook id")
     alert.add_argument("--title", required=True, help="at most 200 characters")
     alert.add_argument("--description", help="at most 2000 characters")
-    alert.add_argument("--severity", choices=("sev0", "sev1", "sev2", "sev3", "sev4"))
+    alert.add_argument("--severity", choices=_validation.choices_for("severity"))
     alert.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
 
     run = commands.add_parser(
@@ -174,14 +173,14 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _positive(text: str) -> float:
+def _seconds(text: str) -> float:
+    """A --timeout value, checked by the same rule as ``OpShift(timeout=...)``."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+        return _validation.check_number("timeout", float(text))
+    except ValueError as exc:  # float() and ConfigurationError are both ValueErrors
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of seconds > 0, got {text!r}"
+        ) from exc
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -242,14 +241,18 @@ class _Tail:
     """The last lines of a byte stream, kept within the size OpShift's metadata allows."""
 
     def __init__(self) -> None:
+        from .monitor import TAIL_CHARS
+
         self._data = b""
+        self._keep = 4 * TAIL_CHARS  # bytes: up to 4 per character in UTF-8
 
     def feed(self, chunk: bytes) -> None:
-        self._data = (self._data + chunk)[-4 * STDERR_TAIL_CHARS :]
+        self._data = (self._data + chunk)[-self._keep :]
 
     def text(self) -> str:
-        lines = self._data.decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
-        return "\n".join(lines)[-STDERR_TAIL_CHARS:]
+        from .monitor import tail
+
+        return tail(self._data.decode("utf-8", "replace"))
 
 
 def _pump(process: subprocess.Popen[bytes], tail: _Tail) -> None:

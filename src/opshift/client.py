@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from . import _validation
+from . import _log, _validation
 from ._retry import RetryPolicy
 from ._signing import _Signer
 from ._version import __version__
@@ -15,8 +15,7 @@ from .errors import ConfigurationError, OpShiftError, error_for_status, redirect
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
-    import logging
-    from typing import Any, Callable
+    from typing import Any
 
     from .heartbeat import Heartbeat
     from .monitor import JobMonitor
@@ -45,8 +44,13 @@ class OpShift:
         timeout: Seconds for the whole call: connect, send, wait, read, retries and backoff.
         max_retries: Extra attempts after a network error or a 500/502/503/504 (0 for none).
         retry_backoff: Base of the exponential backoff between attempts, in seconds.
+        retry_policy: A ``RetryPolicy`` instead of ``max_retries`` and ``retry_backoff``
+            (e.g. with an injected ``sleep`` in tests).
         transport: A callable ``(url, body, headers, timeout) -> (status, body_bytes)``;
             defaults to ``UrllibTransport()``.
+        enabled: ``False`` (or ``OPSHIFT_DISABLED=1`` in the environment, which wins) turns
+            the client into a no-op that still validates every call: no secret needed, no
+            network, no threads. For CI runs and laptops without a secret.
 
     Raises:
         ConfigurationError: A setting is invalid, e.g. the secret is not 64 hex characters.
@@ -60,41 +64,104 @@ class OpShift:
         timeout: float = 30.0,
         max_retries: int = 2,
         retry_backoff: float = 0.5,
+        retry_policy: RetryPolicy | None = None,
         transport: Transport | None = None,
+        enabled: bool = True,
     ) -> None:
-        self._signer = _Signer(_check_secret(secret))
+        if not isinstance(enabled, bool):
+            raise ConfigurationError(f"enabled must be True or False (got {enabled!r:.40}).")
+        self._enabled = enabled and not _disabled_by_environment()
+        # Disabled, nothing is signed: a placeholder secret in CI must not fail start-up.
+        self._signer = _Signer(_check_secret(secret)) if self._enabled else None
         self.base_url = _check_base_url(
             base_url if base_url is not None else os.environ.get("OPSHIFT_BASE_URL")
         )
-        self.timeout = _check_number("timeout", timeout, minimum=0.0, inclusive=False)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        self.timeout = _validation.check_number("timeout", timeout)
+        if retry_policy is None:
+            retry_policy = RetryPolicy(max_retries, retry_backoff)
+        elif not isinstance(retry_policy, RetryPolicy):
             raise ConfigurationError(
-                f"max_retries must be an int >= 0 (got {max_retries!r}); 0 disables retries."
+                f"retry_policy must be a RetryPolicy, not {type(retry_policy).__name__}."
             )
-        backoff = _check_number("retry_backoff", retry_backoff, minimum=0.0, inclusive=True)
-        self._retry = RetryPolicy(max_retries, backoff)
+        elif (max_retries, retry_backoff) != (2, 0.5):
+            raise ConfigurationError(
+                "Pass either retry_policy or max_retries/retry_backoff, not both; "
+                "e.g. RetryPolicy(max_retries=0)."
+            )
+        self.retry_policy = retry_policy
         if transport is not None and not callable(transport):
             raise ConfigurationError(
                 "transport must be callable as transport(url, body, headers, timeout) -> "
                 f"(status, body); got {type(transport).__name__}."
             )
         self._owns_transport = transport is None
-        if transport is None:
+        if transport is None and self._enabled:
             from .transport import UrllibTransport
 
             transport = UrllibTransport()
-        self.transport: Transport = transport
+        self._transport = transport
         # Encoded paths per token and webhook id, checked and percent-encoded once.
         self._ping_paths: dict[str, str] = {}
         self._alert_paths: dict[str, str] = {}
-        # Injected for tests of the retry loop; a client never needs to change these.
-        self._sleep: Callable[[float], None] = time.sleep
-        self._random: Callable[[], float] | None = None
+        if not self._enabled:
+            _log.logger().info(
+                "OpShift is disabled (%s): calls are validated, nothing is sent.",
+                "OPSHIFT_DISABLED is set" if enabled else "enabled=False",
+            )
+
+    @property
+    def enabled(self) -> bool:
+        """False when the client is a validating no-op (``enabled=False`` or OPSHIFT_DISABLED)."""
+        return self._enabled
+
+    @property
+    def transport(self) -> Transport:
+        """The transport calls go through (the default is built only for an enabled client)."""
+        if self._transport is None:
+            from .transport import UrllibTransport
+
+            self._transport = UrllibTransport()
+        return self._transport
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry_backoff: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> OpShift:
+        """A client sharing this one's secret and transport, with some settings changed.
+
+        Cheap (no I/O, no new transport) and the original is untouched, e.g. for a job that
+        must not wait 30 s on an outage: ``client.with_options(timeout=3).monitor("backup")``.
+        Closing the copy leaves the shared transport open.
+
+        Raises:
+            ConfigurationError: A setting is invalid.
+        """
+        policy = self.retry_policy if retry_policy is None else retry_policy
+        if not isinstance(policy, RetryPolicy):
+            raise ConfigurationError(
+                f"retry_policy must be a RetryPolicy, not {type(policy).__name__}."
+            )
+        changes: dict[str, Any] = {}
+        if max_retries is not None:
+            changes["max_retries"] = max_retries
+        if retry_backoff is not None:
+            changes["backoff"] = retry_backoff
+        copy = object.__new__(OpShift)
+        copy.__dict__.update(self.__dict__)
+        if timeout is not None:
+            copy.timeout = _validation.check_number("timeout", timeout)
+        copy.retry_policy = policy.replace(**changes) if changes else policy
+        copy._owns_transport = False
+        return copy
 
     @property
     def max_retries(self) -> int:
         """Extra attempts after a retryable failure."""
-        return self._retry.max_retries
+        return self.retry_policy.max_retries
 
     def ping(
         self,
@@ -126,8 +193,9 @@ class OpShift:
             OpShiftError: Any other failure; see the subclasses in ``opshift.errors``.
         """
         fields = _given(status=status, reason=reason, group_key=group_key, metadata=metadata)
-        path = self._path(self._ping_paths, "/api/ping/", "ping_token", ping_token)
-        body = _validation.encode("ping", fields) if fields else b""
+        path, body = self._prepare("ping", ping_token, fields)
+        if not self._enabled:
+            return _disabled_ping(ping_token, status)
         return self._send(path, body)  # type: ignore[no-any-return]
 
     def alert(
@@ -167,8 +235,9 @@ class OpShift:
             metadata=metadata,
             group_key=group_key,
         )
-        path = self._path(self._alert_paths, "/api/alerts/trigger/", "webhook_url", webhook_url)
-        body = _validation.encode("alert", fields)
+        path, body = self._prepare("alert", webhook_url, fields)
+        if not self._enabled:
+            return _disabled_alert()
         return self._send(path, body)  # type: ignore[no-any-return]
 
     def monitor(
@@ -191,18 +260,23 @@ class OpShift:
     def heartbeat(
         self, ping_token: str, *, interval: float = 60.0, metadata: Metadata | None = None
     ) -> Heartbeat:
-        """Ping ``up`` every ``interval`` seconds from a daemon thread until stopped.
+        """Start pinging ``up`` now and every ``interval`` seconds from a daemon thread.
 
-        Use as ``with client.heartbeat("token"):`` or call ``.start()`` / ``.stop()``.
-        Failures are logged and retried next tick. See ``opshift.heartbeat.Heartbeat``.
+        Like ``open()``, the call starts it: ``hb = client.heartbeat("token")`` then
+        ``hb.stop()``, or ``with client.heartbeat("token"):`` to stop it when the block
+        ends. Failures are logged and retried next tick. See ``opshift.heartbeat.Heartbeat``.
+
+        Raises:
+            ConfigurationError: ``interval`` is not a finite number of seconds up to a day.
+            BadRequestError: ``ping_token`` or ``metadata`` breaks a documented limit.
         """
         from .heartbeat import Heartbeat
 
-        return Heartbeat(self, ping_token, interval=interval, metadata=metadata)
+        return Heartbeat(self, ping_token, interval=interval, metadata=metadata).start()
 
     def close(self) -> None:
         """Release the default transport's resources; a transport you passed is yours to close."""
-        close = getattr(self.transport, "close", None)
+        close = getattr(self._transport, "close", None)
         if self._owns_transport and callable(close):
             close()
 
@@ -213,10 +287,23 @@ class OpShift:
         self.close()
 
     def __repr__(self) -> str:
+        disabled = "" if self._enabled else ", enabled=False"
         return (
             f"OpShift(base_url={self.base_url!r}, timeout={self.timeout!r}, "
-            f"max_retries={self.max_retries!r})"
+            f"max_retries={self.max_retries!r}{disabled})"
         )
+
+    def _prepare(self, kind: str, key: str, fields: dict[str, Any]) -> tuple[str, bytes]:
+        """Check a ping (``kind="ping"``) or alert; return its path and the body to sign.
+
+        Raises:
+            BadRequestError: the id or a field breaks a documented limit.
+        """
+        if kind == "ping":
+            path = self._path(self._ping_paths, "/api/ping/", "ping_token", key)
+            return path, _validation.encode("ping", fields) if fields else b""
+        path = self._path(self._alert_paths, "/api/alerts/trigger/", "webhook_url", key)
+        return path, _validation.encode("alert", fields)
 
     def _path(self, cache: dict[str, str], prefix: str, name: str, value: str) -> str:
         path = cache.get(value) if isinstance(value, str) else None
@@ -227,7 +314,13 @@ class OpShift:
         return path
 
     def _send(self, path: str, body: bytes) -> Any:
-        """POST signed bytes, retrying per the policy within one deadline; return the JSON."""
+        """POST signed bytes, retrying per the policy within one deadline; return the JSON.
+
+        The body is signed here, with the current secret, so callers may keep unsigned
+        bodies (the outbox does) for as long as they like.
+        """
+        if self._signer is None:
+            raise ConfigurationError("This OpShift client is disabled; it sends nothing.")
         url = self.base_url + path
         headers = _SignedHeaders(
             {
@@ -237,75 +330,68 @@ class OpShift:
                 "X-Webhook-Signature": self._signer.sign(body),
             }
         )
-        log = _logger()
+        policy = self.retry_policy
+        transport = self.transport
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
             attempt += 1
             started = time.monotonic()
             try:
-                status, data = self._call_transport(url, body, headers, deadline - started)
+                status, data = _call_transport(transport, url, body, headers, deadline - started)
                 result = _parse(status, data)
             except OpShiftError as error:
                 now = time.monotonic()
-                wait = self._retry.delay(
-                    error, attempt, deadline - now, self.timeout, self._jitter()
-                )
-                if log.isEnabledFor(10):
-                    log.debug(
+                wait = policy.delay(error, attempt, deadline - now, self.timeout)
+                if _log.debug_enabled():
+                    _log.logger().debug(
                         "POST %s failed in %.1f ms (attempt %d/%d): %s%s",
                         path,
                         (now - started) * 1000,
                         attempt,
-                        self._retry.max_retries + 1,
+                        policy.max_retries + 1,
                         error,
                         "" if wait is None else f"; retrying in {wait:.3f} s",
                     )
                 if wait is None:
                     raise
-                self._sleep(wait)
+                policy.sleep(wait)
                 continue
-            if log.isEnabledFor(10):
-                log.debug(
+            if _log.debug_enabled():
+                _log.logger().debug(
                     "POST %s -> %d in %.1f ms (attempt %d/%d)",
                     path,
                     status,
                     (time.monotonic() - started) * 1000,
                     attempt,
-                    self._retry.max_retries + 1,
+                    policy.max_retries + 1,
                 )
             return result
 
-    def _call_transport(
-        self, url: str, body: bytes, headers: _SignedHeaders, timeout: float
-    ) -> tuple[int, bytes]:
-        """Call the transport; whatever it raises becomes an OpShiftError with the cause chained."""
-        try:
-            result = self.transport(url, body, headers, timeout)
-        except OpShiftError:
-            raise
-        except Exception as exc:
-            from .transport import translate_exception
 
-            raise translate_exception(exc, url, timeout) from exc
-        if (
-            not isinstance(result, tuple)
-            or len(result) != 2
-            or not isinstance(result[0], int)
-            or not isinstance(result[1], (bytes, bytearray))
-        ):
-            raise OpShiftError(
-                f"The transport returned {type(result).__name__}, not (status_code, body_bytes); "
-                "fix the custom transport."
-            )
-        return result[0], bytes(result[1])
+def _call_transport(
+    transport: Transport, url: str, body: bytes, headers: _SignedHeaders, timeout: float
+) -> tuple[int, bytes]:
+    """Call the transport; whatever it raises becomes an OpShiftError with the cause chained."""
+    try:
+        result = transport(url, body, headers, timeout)
+    except OpShiftError:
+        raise
+    except Exception as exc:
+        from .transport import translate_exception
 
-    def _jitter(self) -> float:
-        if self._random is None:
-            import random
-
-            self._random = random.random
-        return self._random()
+        raise translate_exception(exc, url, timeout) from exc
+    if (
+        not isinstance(result, tuple)
+        or len(result) != 2
+        or not isinstance(result[0], int)
+        or not isinstance(result[1], (bytes, bytearray))
+    ):
+        raise OpShiftError(
+            f"The transport returned {type(result).__name__}, not (status_code, body_bytes); "
+            "fix the custom transport."
+        )
+    return result[0], bytes(result[1])
 
 
 class _SignedHeaders(dict[str, str]):
@@ -414,31 +500,46 @@ def _check_base_url(base_url: str | None) -> str:
         )
     if parts.username is not None or parts.password is not None:
         raise ConfigurationError("base_url must not contain credentials; OpShift uses the secret.")
-    if parts.query or parts.fragment or any(c.isspace() for c in base_url):
+    if (
+        parts.query
+        or parts.fragment
+        or any(c.isspace() or c < " " or c == "\x7f" for c in base_url)
+    ):
         raise ConfigurationError(
-            f"base_url must not contain a query, fragment or spaces (got {base_url!r:.80})."
+            "base_url must not contain a query, fragment, spaces or control characters "
+            f"(got {base_url!r:.80})."
         )
     return base_url.rstrip("/")
 
 
-def _check_number(name: str, value: object, *, minimum: float, inclusive: bool) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-        finite = number == number and number != float("inf")
-        if finite and (number >= minimum if inclusive else number > minimum):
-            return number
-    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-    raise ConfigurationError(f"{name} must be a finite number {bound} (got {value!r}).")
+_DISABLED_REASON = (
+    "The OpShift SDK is disabled (enabled=False or OPSHIFT_DISABLED); nothing was sent."
+)
 
 
-_log: logging.Logger | None = None
+def _disabled_by_environment() -> bool:
+    """True when OPSHIFT_DISABLED says 1, true or yes; raise for a value that is neither."""
+    value = os.environ.get("OPSHIFT_DISABLED", "").strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("", "0", "false", "no"):
+        return False
+    raise ConfigurationError(
+        f"OPSHIFT_DISABLED must be 1, true or yes to disable OpShift, or 0, false, no or "
+        f"empty to enable it (got {value!r:.20})."
+    )
 
 
-def _logger() -> logging.Logger:
-    """The "opshift" logger, created on first use so importing the SDK stays cheap."""
-    global _log
-    if _log is None:
-        import logging
+def _disabled_ping(ping_token: str, status: PingStatus | None) -> PingResponse:
+    """What a disabled client's ping returns: the documented shape, saying nothing was sent."""
+    sent: PingStatus = status or "up"
+    return {
+        "message": "OpShift disabled",
+        "monitor": {"name": ping_token, "status": sent, "monitoringActive": False},
+        "pingStatus": sent,
+    }
 
-        _log = logging.getLogger("opshift")
-    return _log
+
+def _disabled_alert() -> AlertResponse:
+    """What a disabled client's alert returns: ``filtered``, with the reason."""
+    return {"status": "filtered", "message": "OpShift disabled", "reason": _DISABLED_REASON}

@@ -8,6 +8,7 @@
     ├── NotFoundError            404 unknown ping token or webhook, or paused / disabled
     ├── RateLimitError           429 rate limit or monthly quota
     ├── ServerError              5xx OpShift (or a proxy in front of it) failed
+    ├── ProxyAuthenticationError 407 your HTTP(S) proxy refused its credentials
     └── NetworkError             status_code 0: DNS, refused, reset, malformed response
         └── RequestTimeoutError  the call's timeout ran out
 
@@ -31,6 +32,7 @@ __all__ = [
     "NotFoundError",
     "OpShiftError",
     "PermissionDeniedError",
+    "ProxyAuthenticationError",
     "RateLimitError",
     "RequestTimeoutError",
     "ServerError",
@@ -81,6 +83,13 @@ class RateLimitError(OpShiftError):
 
 class ServerError(OpShiftError):
     """5xx: OpShift, or a proxy in front of it, failed; worth retrying with backoff."""
+
+
+class ProxyAuthenticationError(OpShiftError):
+    """407: the HTTP(S) proxy between you and OpShift refused its credentials; never retried.
+
+    Nothing reached OpShift. Check the user and password in HTTPS_PROXY / HTTP_PROXY.
+    """
 
 
 class NetworkError(OpShiftError):

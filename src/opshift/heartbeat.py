@@ -1,4 +1,4 @@
-"""A background thread that pings ``up`` every ``interval`` seconds until stopped.
+"""A background thread that pings ``up`` now and every ``interval`` seconds until stopped.
 
     with client.heartbeat("queue-worker", interval=60):
         worker.run_forever()
@@ -14,52 +14,68 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING
+from typing import Callable
 
-from .errors import ConfigurationError
-from .types import Metadata
+from . import _log, _validation
+from .types import Metadata, Pinger
 
-if TYPE_CHECKING:
-    from .client import OpShift
-
-__all__ = ["Heartbeat"]
+__all__ = ["MAX_INTERVAL", "MIN_SAFE_INTERVAL", "Heartbeat"]
 
 # The server accepts 10 pings per minute per token: an interval under 6 s outruns it.
 MIN_SAFE_INTERVAL = 6.0
+# A monitor expects pings at least daily; a longer interval is almost surely a unit mistake.
+MAX_INTERVAL = 86_400.0
 _live: weakref.WeakSet[Heartbeat] = weakref.WeakSet()
 
 
 class Heartbeat:
-    """Ping ``up`` now and then every ``interval`` seconds on a daemon thread.
+    """Ping ``up`` at once and then every ``interval`` seconds on a daemon thread.
 
-    Use it as a context manager, or call ``start()`` and ``stop()``. ``stop()`` returns
-    promptly: it wakes the thread instead of waiting out the interval.
+    ``client.heartbeat(...)`` returns one already started; ``with`` stops it when the
+    block ends, and ``start()`` on a running heartbeat does nothing. ``stop()`` returns
+    promptly: it wakes the thread instead of waiting out the interval. A disabled client
+    (``enabled=False``) starts no thread.
+
+    Args:
+        client: Anything with ``OpShift.ping``'s signature.
+        interval: Seconds between pings, more than 0 and at most a day.
+        metadata: Sent with every ping; checked now with the rules of a send.
+        clock: Monotonic seconds (``time.monotonic``); tests pass a fake one.
+        wait: ``wait(seconds) -> True to stop``; defaults to waiting on ``stop()``'s event.
+            Tests pass one that returns at once, so no test waits out an interval.
+
+    Raises:
+        ConfigurationError: ``interval`` is not a finite number in (0, 86400].
+        BadRequestError: ``ping_token`` or ``metadata`` breaks a documented limit.
     """
 
     def __init__(
         self,
-        client: OpShift,
+        client: Pinger,
         ping_token: str,
         *,
         interval: float = 60.0,
         metadata: Metadata | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-            raise ConfigurationError(
-                f"interval must be a number of seconds > 0 (got {interval!r})."
-            )
+        self.interval = _validation.check_number("interval", interval, maximum=MAX_INTERVAL)
+        problem = _validation.path_problem("ping_token", ping_token)
+        if problem is not None:
+            raise _validation.bad_request(problem)
+        if metadata is not None:
+            _validation.encode("ping", {"status": "up", "metadata": metadata})  # fail now
         self.client = client
         self.ping_token = ping_token
-        self.interval = float(interval)
         self.metadata = metadata
         self.pings_sent = 0
         self.failures = 0
+        self._clock = clock
+        self._wait = wait
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self.interval < MIN_SAFE_INTERVAL:
-            from .client import _logger
-
-            _logger().warning(
+            _log.logger().warning(
                 "Heartbeat interval %.3g s for %r is under %g s: more than the 10 pings per "
                 "minute OpShift accepts per token, so some will get 429.",
                 self.interval,
@@ -73,14 +89,20 @@ class Heartbeat:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> Heartbeat:
-        """Start the background thread (the first ping goes out at once); returns self."""
-        if not self.running:
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self._run, name=f"opshift-heartbeat-{self.ping_token}", daemon=True
+        """Start the thread, which pings at once; do nothing if it runs. Returns self."""
+        if self.running:
+            return self
+        if not getattr(self.client, "enabled", True):
+            _log.logger().debug(
+                "Heartbeat for %r not started: OpShift is disabled.", self.ping_token
             )
-            _live.add(self)
-            self._thread.start()
+            return self
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"opshift-heartbeat-{self.ping_token}", daemon=True
+        )
+        _live.add(self)
+        self._thread.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> bool:
@@ -99,25 +121,25 @@ class Heartbeat:
 
     def _run(self) -> None:
         stop = self._stop
-        next_tick = time.monotonic()
+        wait = self._wait or stop.wait
+        next_tick = self._clock()
+        self._beat()  # the first ping goes out even if stop() came first: start() promised it
         while not stop.is_set():
-            self._beat()
             next_tick += self.interval
-            now = time.monotonic()
+            now = self._clock()
             if next_tick < now:  # a slow ping overran ticks: skip them, do not burst
                 next_tick = now + self.interval
-            if stop.wait(next_tick - now):
+            if wait(next_tick - now) or stop.is_set():
                 return
+            self._beat()
 
     def _beat(self) -> None:
         try:
             self.client.ping(self.ping_token, status="up", metadata=self.metadata)
             self.pings_sent += 1
         except Exception as error:
-            from .client import _logger
-
             self.failures += 1
-            _logger().warning(
+            _log.logger().warning(
                 "Heartbeat ping for %r failed (will retry next tick): %s", self.ping_token, error
             )
 

@@ -6,7 +6,7 @@ them and mypy catches typos.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 __all__ = [
     "AlertResponse",
@@ -16,6 +16,7 @@ __all__ = [
     "MonitorStatus",
     "PingResponse",
     "PingStatus",
+    "Pinger",
     "Severity",
 ]
 
@@ -62,3 +63,20 @@ class AlertResponse(_AlertResponseRequired, total=False):
     alertId: str
     occurrenceCount: int
     reason: str
+
+
+class Pinger(Protocol):
+    """Anything with ``OpShift.ping``'s signature: all that ``monitor()`` and ``heartbeat()`` use.
+
+    Jobs are typed against this, not the client, so a wrapper or a test double works too.
+    """
+
+    def ping(
+        self,
+        ping_token: str,
+        *,
+        status: PingStatus | None = ...,
+        reason: str | None = ...,
+        group_key: str | None = ...,
+        metadata: Metadata | None = ...,
+    ) -> Any: ...
