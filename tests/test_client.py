@@ -14,6 +14,7 @@ import opshift
 from opshift import (
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     NetworkError,
     NotFoundError,
     OpShift,
@@ -485,3 +486,68 @@ def test_errors_are_picklable(env: Env) -> None:
     copy = pickle.loads(pickle.dumps(caught.value))  # noqa: S301 - our own bytes
     assert type(copy) is NotFoundError
     assert (copy.status_code, copy.body, str(copy)) == (404, caught.value.body, str(caught.value))
+
+
+def test_with_options_changes_only_the_copy(server: OpShiftServer) -> None:
+    """with_options shares secret and transport, changes the settings; the original is untouched."""
+    from opshift import KeepAliveTransport, RetryPolicy
+
+    transport = KeepAliveTransport()
+    client = OpShift(SECRET, base_url=server.url, transport=transport)
+    quick = client.with_options(timeout=5, max_retries=0)
+    assert quick is not client
+    assert (quick.timeout, quick.max_retries) == (5.0, 0)
+    assert (client.timeout, client.max_retries) == (30.0, 2)
+    assert quick.transport is client.transport is transport  # no new transport, no I/O
+    assert quick.ping("payments-worker")["pingStatus"] == "up"
+    assert server.requests[-1].signature_valid  # the shared secret signed it
+    policy = RetryPolicy(max_retries=7)
+    assert client.with_options(retry_policy=policy).retry_policy is policy
+    assert client.with_options(retry_backoff=2.0).retry_policy.backoff == 2.0
+    quick.close()
+    assert client.ping("payments-worker")["pingStatus"] == "up"  # the transport still works
+    transport.close()
+
+
+def test_closing_a_copy_leaves_the_default_transport_open() -> None:
+    """Only the client that made the default transport closes it."""
+    closed: list[str] = []
+
+    class Closable:
+        def __call__(
+            self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+        ) -> tuple[int, bytes]:
+            raise AssertionError("not called")
+
+        def close(self) -> None:
+            closed.append("closed")
+
+    client = OpShift(SECRET)
+    client._transport = Closable()  # stands in for the default transport it owns
+    client.with_options(timeout=1).close()
+    assert closed == []
+    client.close()
+    assert closed == ["closed"]
+
+
+@pytest.mark.parametrize(
+    ("options", "text"),
+    [
+        pytest.param({"timeout": 0}, "timeout must be a finite number > 0", id="timeout-0"),
+        pytest.param({"timeout": float("nan")}, "timeout must be a finite number", id="nan"),
+        pytest.param({"max_retries": -1}, "max_retries must be an int >= 0", id="retries"),
+        pytest.param({"retry_backoff": -1.0}, "retry_backoff must be", id="backoff"),
+        pytest.param({"retry_policy": "fast"}, "retry_policy must be a RetryPolicy", id="policy"),
+    ],
+)
+def test_with_options_checks_what_it_changes(options: dict[str, object], text: str) -> None:
+    """with_options applies the constructor's checks to the settings it changes."""
+    with pytest.raises(ConfigurationError, match=text):
+        OpShift(SECRET).with_options(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["http://host/a\x00b", "http://host/a\tb", "http://ho\x7fst"])
+def test_base_url_with_control_characters_is_refused(bad: str) -> None:
+    """NUL, tabs and DEL in base_url never reach a request line."""
+    with pytest.raises(ConfigurationError, match="control characters"):
+        OpShift(SECRET, base_url=bad)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import traceback
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from opshift import BadRequestError, OpShift
 from opshift.monitor import failure_reason
-from opshift.testing import OpShiftServer
+from opshift.testing import FakeTransport, OpShiftServer
 
 from .helpers import SECRET, refused_url
 
@@ -183,3 +184,117 @@ def test_invalid_metadata_fails_at_setup_not_at_the_end() -> None:
 )
 def test_failure_reason(exc: BaseException, expected: str) -> None:
     assert failure_reason(exc) == expected
+
+
+class UnprintableError(Exception):
+    """An exception whose __str__ itself raises, as some library exceptions do."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken")
+
+
+def test_job_exception_with_a_broken_str_still_propagates_unchanged(
+    server: OpShiftServer,
+) -> None:
+    """Reporting a job's exception never replaces it, even when formatting it fails."""
+    client = OpShift(SECRET, base_url=server.url)
+    original = UnprintableError()
+    with pytest.raises(UnprintableError) as caught, client.monitor("payments-worker"):
+        raise original
+    assert caught.value is original
+    body = _last(server)
+    assert body["status"] == "down"
+    assert body["reason"] == "UnprintableError"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "text"),
+    [
+        pytest.param(
+            {"when": datetime.datetime(2026, 1, 1)}, "metadata.when is a datetime", id="datetime"
+        ),
+        pytest.param({"blob": "x" * 200_000}, "metadata must be at most 102400 bytes", id="200KB"),
+        pytest.param({"ratio": float("nan")}, "metadata.ratio is nan", id="nan"),
+    ],
+)
+def test_metadata_a_send_would_reject_fails_at_creation(
+    metadata: dict[str, Any], text: str
+) -> None:
+    """The same rules as a send apply when the monitor is made, not at the job's end."""
+    client = OpShift(SECRET, transport=FakeTransport(SECRET))
+    with pytest.raises(BadRequestError) as caught:
+        client.monitor("payments-worker", metadata=metadata)
+    assert text in str(caught.value)
+
+
+def test_down_ping_carries_the_traceback_tail(server: OpShiftServer) -> None:
+    """A failed job's down ping holds the traceback's last 20 lines, at most 2,000 characters."""
+    client = OpShift(SECRET, base_url=server.url)
+
+    def ping_pong(n: int) -> None:  # alternating frames: the traceback never folds them
+        if n == 0:
+            raise JobFailed("card processor unreachable")
+        pong_ping(n - 1)
+
+    def pong_ping(n: int) -> None:
+        ping_pong(n - 1)
+
+    with pytest.raises(JobFailed), client.monitor("payments-worker", metadata={"batch": 7}):
+        ping_pong(30)
+    body = _last(server)
+    tail = body["metadata"]["traceback"]
+    lines = tail.splitlines()
+    assert len(lines) == 20
+    assert len(tail) <= 2000
+    assert lines[-1].endswith("JobFailed: card processor unreachable")
+    assert "in ping_pong" in tail
+    assert body["metadata"]["batch"] == 7
+    assert isinstance(body["metadata"]["durationMs"], int)
+
+
+def test_traceback_is_cut_to_2000_characters(server: OpShiftServer) -> None:
+    """A long exception message keeps the traceback tail within 2,000 characters."""
+    client = OpShift(SECRET, base_url=server.url)
+    with pytest.raises(JobFailed), client.monitor("payments-worker"):
+        raise JobFailed("y" * 5000)
+    tail = _last(server)["metadata"]["traceback"]
+    assert len(tail) == 2000
+    assert tail.endswith("y" * 100)
+
+
+def test_success_carries_no_traceback(server: OpShiftServer) -> None:
+    """An up ping has durationMs and no traceback."""
+    client = OpShift(SECRET, base_url=server.url)
+    with client.monitor("payments-worker"):
+        pass
+    assert "traceback" not in _last(server)["metadata"]
+
+
+def test_down_ping_drops_the_traceback_when_metadata_is_near_the_limit(
+    server: OpShiftServer,
+) -> None:
+    """Metadata close to 100 KB: the down ping still goes out, without its traceback."""
+    client = OpShift(SECRET, base_url=server.url)
+    big = {"blob": "x" * 102_300}
+    with pytest.raises(JobFailed), client.monitor("payments-worker", metadata=big):
+        raise JobFailed("boom")
+    body = _last(server)
+    assert body["status"] == "down"
+    assert "traceback" not in body["metadata"]
+    assert server.requests[-1].status == 200
+
+
+def test_with_options_bounds_a_monitor_that_must_not_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """client.with_options(timeout=...) makes the job's report give up quickly; the job stands."""
+    client = OpShift(SECRET, base_url=refused_url())
+    fast = client.with_options(timeout=3, max_retries=0)
+
+    @fast.monitor("nightly-backup")
+    def backup() -> str:
+        return "done"
+
+    assert backup() == "done"
+    assert client.timeout == 30.0
+    assert "Could not report 'nightly-backup' as up" in caplog.text

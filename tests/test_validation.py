@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import typing
 from typing import Any, Callable
 
 import pytest
 
-from opshift import BadRequestError, ConfigurationError, OpShift, OpShiftError
+from opshift import BadRequestError, ConfigurationError, OpShift, OpShiftError, _validation
 from opshift.testing import FakeTransport, OpShiftServer
+from opshift.types import PingStatus, Severity
 
 from .helpers import SECRET
 
@@ -204,3 +206,48 @@ def test_base_url_credentials_are_rejected_without_echo() -> None:
 def test_constructor_rejects_bad_options(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         OpShift(SECRET, **options)
+
+
+@pytest.mark.parametrize(
+    ("value", "options", "expected"),
+    [
+        pytest.param(1, {}, 1.0, id="int"),
+        pytest.param(0.5, {}, 0.5, id="float"),
+        pytest.param(0, {"inclusive": True}, 0.0, id="zero-inclusive"),
+        pytest.param(86_400, {"maximum": 86_400}, 86_400.0, id="at-maximum"),
+        pytest.param(0, {}, None, id="zero-exclusive"),
+        pytest.param(-1, {"inclusive": True}, None, id="negative"),
+        pytest.param(86_401, {"maximum": 86_400}, None, id="over-maximum"),
+        pytest.param(float("nan"), {}, None, id="nan"),
+        pytest.param(float("inf"), {}, None, id="inf"),
+        pytest.param(True, {}, None, id="bool"),
+        pytest.param("5", {}, None, id="string"),
+        pytest.param(None, {}, None, id="none"),
+    ],
+)
+def test_check_number(value: object, options: dict[str, Any], expected: float | None) -> None:
+    """Settings are finite numbers in range; anything else is a ConfigurationError naming it."""
+    if expected is None:
+        with pytest.raises(ConfigurationError, match=r"^speed must be a finite number"):
+            _validation.check_number("speed", value, **options)
+    else:
+        assert _validation.check_number("speed", value, **options) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(0, True), (5, True), (-1, False), (True, False), (1.0, False), ("1", False)],
+)
+def test_check_int(value: object, ok: bool) -> None:
+    """Counts are ints (not bools, not floats) at or above the minimum."""
+    if ok:
+        assert _validation.check_int("count", value) == value
+    else:
+        with pytest.raises(ConfigurationError, match=r"^count must be an int >= 0"):
+            _validation.check_int("count", value)
+
+
+def test_enum_choices_come_from_the_literal_types() -> None:
+    """status and severity accept exactly the values of the PingStatus and Severity Literals."""
+    assert _validation.choices_for("status") == typing.get_args(PingStatus)
+    assert _validation.choices_for("severity") == typing.get_args(Severity)

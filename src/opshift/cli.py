@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(parser, args)
         client = OpShift(base_url=args.base_url, timeout=args.timeout)
+        _say_if_disabled(client)
         result: Mapping[str, Any]
         if args.command == "ping":
             result = client.ping(
@@ -104,6 +105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.quiet:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
+
+
+def _say_if_disabled(client: OpShift) -> None:
+    """Tell the person at the terminal that nothing will reach OpShift, and why."""
+    if not client.enabled:
+        print(
+            "opshift: OpShift is disabled (OPSHIFT_DISABLED is set): the call is checked but "
+            "nothing is sent. Unset OPSHIFT_DISABLED to send.",
+            file=sys.stderr,
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -225,6 +236,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         metadata["stderrTail"] = tail.text()
     try:
         client = OpShift(base_url=args.base_url, timeout=args.timeout)
+        _say_if_disabled(client)
         client.ping(
             args.token,
             status="up" if code == 0 else "down",
@@ -303,6 +315,13 @@ def demo(out: TextIO) -> int:
     from .transport import UrllibTransport
 
     secret = secrets.token_hex(32)  # throwaway: printing it is safe, unlike a real one
+    if not OpShift(secret).enabled:
+        print(
+            "opshift: OpShift is disabled (OPSHIFT_DISABLED is set), so the demo would send "
+            "nothing; unset OPSHIFT_DISABLED to watch it.",
+            file=sys.stderr,
+        )
+        return 0
     with OpShiftServer(secret) as server:
         server.add_monitor("payments-worker", "Payments worker")
         server.add_webhook("deploy-failures", default_severity="sev2")
