@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .async_client import AsyncOpShift
     from .heartbeat import Heartbeat
     from .monitor import JobMonitor
+    from .outbox import Outbox, OutboxStats
     from .transport import KeepAliveTransport, Transport, UrllibTransport
     from .types import (
         AlertResponse,
@@ -64,6 +65,8 @@ __all__ = [
     "NotFoundError",
     "OpShift",
     "OpShiftError",
+    "Outbox",
+    "OutboxStats",
     "PermissionDeniedError",
     "PingResponse",
     "PingStatus",
@@ -86,6 +89,8 @@ _LAZY = {
     "AsyncOpShift": "async_client",
     "Heartbeat": "heartbeat",
     "JobMonitor": "monitor",
+    "Outbox": "outbox",
+    "OutboxStats": "outbox",
     "KeepAliveTransport": "transport",
     "Transport": "transport",
     "UrllibTransport": "transport",

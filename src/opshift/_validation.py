@@ -28,28 +28,30 @@ _SCALARS = (str, int, type(None))
 def encode(kind: str, fields: dict[str, Any]) -> bytes:
     """Validate a ping or alert's fields and return the compact UTF-8 JSON body to sign.
 
-    Keys keep the caller's order; metadata is serialised once, for both its size check and
-    the body. Raises BadRequestError naming the field and the limit.
+    Keys keep the caller's order. The body is serialised once; metadata's own size is
+    measured only when the whole body is over the metadata limit, since metadata cannot be
+    larger than the body that holds it. Raises BadRequestError naming the field and limit.
     """
     problem = fields_problem(kind, fields)
-    parts = []
     if problem is None:
-        for key, value in fields.items():
-            if key == "metadata":
-                text, problem = _encode_metadata(value)
-                if problem is not None:
-                    break
-            else:
-                text = _dumps(value)
-            parts.append(f'"{key}":{text}')
-    if problem is not None:
-        raise bad_request(problem)
-    try:
-        return ("{" + ",".join(parts) + "}").encode("utf-8")
-    except UnicodeEncodeError:
-        raise bad_request(
-            "a field contains a lone surrogate, which is not valid UTF-8; clean the text first"
-        ) from None
+        try:
+            text = _dumps(fields)
+        except (TypeError, ValueError):  # the other fields are checked strings: metadata
+            problem = _unencodable(fields.get("metadata"), "metadata")
+            problem = problem or "metadata cannot be encoded as JSON"
+    if problem is None:
+        try:
+            body = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad_request(
+                "a field contains a lone surrogate, which is not valid UTF-8; clean the text first"
+            ) from None
+        if len(body) <= MAX_METADATA_BYTES or "metadata" not in fields:
+            return body
+        problem = _encode_metadata(fields["metadata"])[1]
+        if problem is None:
+            return body
+    raise bad_request(problem)
 
 
 def problem(kind: str, fields: dict[str, Any]) -> str | None:

@@ -47,6 +47,15 @@ Pings up when the command exits 0, otherwise down with "exit code N" (or the sig
 with the duration and the last lines of stderr. Output streams through unchanged, and
 opshift exits with the command's own status whatever happens to the ping.
 """
+_OUTBOX_EXAMPLES = """examples:
+  opshift outbox /var/lib/app/opshift-outbox.sqlite3
+  opshift outbox /var/lib/app/opshift-outbox.sqlite3 --flush --timeout 60
+  */10 * * * *  OPSHIFT_SECRET=... opshift outbox /var/lib/app/opshift-outbox.sqlite3 --flush -q
+
+Lists what waits (per kind and destination, with the oldest item's age). With --flush,
+delivers it and exits 0 when the outbox is empty, 1 when items are left (OpShift
+unreachable, backing off, or being sent by another process).
+"""
 _DEMO_EXAMPLES = """examples:
   opshift demo
 
@@ -76,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo(sys.stdout)
         if args.command == "run":
             return _run(parser, args)
+        if args.command == "outbox":
+            return _outbox(args)
         client = OpShift(base_url=args.base_url, timeout=args.timeout)
         _say_if_disabled(client)
         result: Mapping[str, Any]
@@ -167,6 +178,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("token", help="the monitor's ping token")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
 
+    outbox = commands.add_parser(
+        "outbox", parents=[common], help="list or deliver what waits in an outbox file",
+        epilog=_OUTBOX_EXAMPLES, formatter_class=fmt,
+    )  # fmt: skip
+    outbox.add_argument("path", help="the Outbox's SQLite file")
+    outbox.add_argument(
+        "--flush", action="store_true", help="deliver what waits; exit 1 if anything is left"
+    )
+    outbox.add_argument(
+        "--quiet", "-q", action="store_true", help="with --flush: print only what is left"
+    )
+
     commands.add_parser(
         "demo", help="see the SDK work against an embedded local OpShift",
         epilog=_DEMO_EXAMPLES, formatter_class=fmt,
@@ -247,6 +270,64 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except OpShiftError as error:
         print(f"opshift: could not report the run to OpShift: {error}", file=sys.stderr)
     return code
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    """List an outbox file's waiting items, or deliver them with --flush."""
+    from ._outbox_store import SQLiteStore
+
+    if not os.path.isfile(args.path):
+        print(f"opshift: error: no outbox file at {args.path!r}", file=sys.stderr)
+        return 2
+    if args.flush:
+        _flush_outbox(args)
+    store = SQLiteStore(args.path)
+    try:
+        left = store.summary(time.time())
+    finally:
+        store.close()
+    if not args.flush or left or not args.quiet:
+        _print_summary(args.path, left, sys.stderr if args.flush and args.quiet else sys.stdout)
+    return 1 if args.flush and left else 0
+
+
+def _flush_outbox(args: argparse.Namespace) -> None:
+    """Deliver what waits in the file from this process, within --timeout."""
+    from .outbox import Outbox
+
+    client = OpShift(base_url=args.base_url, timeout=args.timeout)
+    _say_if_disabled(client)
+    outbox = Outbox(client, args.path, background=False)
+    outbox.flush(args.timeout)
+    outbox.close(0)
+    stats = outbox.stats
+    if not args.quiet:
+        print(
+            f"delivered {stats['delivered']}; dropped {stats['dropped_rejected']} rejected by "
+            f"OpShift and {stats['dropped_expired']} expired"
+        )
+
+
+def _print_summary(path: str, rows: list[tuple[str, str, int, float]], out: TextIO) -> None:
+    total = sum(count for _, _, count, _ in rows)
+    print(f"{path}: {total} item(s) waiting", file=out)
+    if rows:
+        width = max(len(destination) for _, destination, _, _ in rows)
+        print(f"  {'kind':<5}  {'destination':<{width}}  {'count':>5}  oldest", file=out)
+        for kind, destination, count, age in rows:
+            print(f"  {kind:<5}  {destination:<{width}}  {count:>5}  {_age(age)}", file=out)
+
+
+def _age(seconds: float) -> str:
+    """``42s``, ``5m12s``, ``3h04m``, ``2d03h``: the oldest item's age at a glance."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
 class _Tail:

@@ -1,0 +1,518 @@
+"""Where an Outbox keeps waiting items: in memory, or in a SQLite file shared by processes.
+
+Both stores keep items FIFO per destination (a ping token's or webhook's path) and
+per-destination backoff. A destination is claimed as a whole by one sender at a time, so
+its items go out in order. In the SQLite store the claim is a lease: a sender that dies
+leaves a lease that ends when it expires, or at once when the owner's process is gone.
+Bodies are stored unsigned; the secret and signatures never touch the store.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import weakref
+from collections import deque
+from typing import NamedTuple
+
+from .errors import ConfigurationError
+
+__all__ = ["Item", "MemoryStore", "SQLiteStore", "Work"]
+
+# Bump when the schema changes, and add the step to _MIGRATIONS: a spool file outlives
+# the code that wrote it.
+SCHEMA_VERSION = 1
+_MIGRATIONS = {
+    1: (
+        "CREATE TABLE IF NOT EXISTS items ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"  # FIFO order; never reused
+        " kind TEXT NOT NULL,"  # 'ping' or 'alert'
+        " destination TEXT NOT NULL,"  # the request path, e.g. /api/ping/payments-worker
+        " body BLOB NOT NULL,"  # the unsigned JSON body, exactly as it will be sent
+        " is_up INTEGER NOT NULL,"  # 1 for an 'up' ping: expires after ping_ttl, dropped first
+        " created REAL NOT NULL)",  # wall-clock seconds, comparable across processes
+        "CREATE TABLE IF NOT EXISTS destinations ("
+        " destination TEXT PRIMARY KEY,"
+        " failures INTEGER NOT NULL DEFAULT 0,"  # consecutive retryable failures
+        " next_attempt REAL NOT NULL DEFAULT 0,"  # backoff: nothing is sent before this
+        " lease_until REAL NOT NULL DEFAULT 0,"  # claimed by `owner` until then
+        " owner TEXT NOT NULL DEFAULT '')",
+    ),
+}
+BATCH = 200  # items claimed at once from one destination
+
+
+class Item(NamedTuple):
+    """One waiting ping or alert."""
+
+    id: int
+    kind: str
+    destination: str
+    body: bytes
+    is_up: bool
+    created: float
+
+
+class Work(NamedTuple):
+    """A claimed destination: its backoff state and its oldest items, in order."""
+
+    destination: str
+    failures: int
+    items: list[Item]
+
+
+class MemoryStore:
+    """Items in this process's memory; lost if the process dies. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[Item]] = {}
+        self._failures: dict[str, int] = {}
+        self._next_attempt: dict[str, float] = {}
+        self._claimed: set[str] = set()
+        self._count = 0
+        self._next_id = 1
+
+    def add(
+        self, kind: str, destination: str, body: bytes, is_up: bool, created: float, limit: int
+    ) -> tuple[int, Item | None]:
+        """Store an item unless full; return (its id, the item dropped to make room, if any).
+
+        When full, the oldest waiting ``up`` ping makes room; if there is none, the new
+        item is not stored: its id is 0 and it is itself returned as the dropped one.
+        """
+        with self._lock:
+            dropped = None
+            if self._count >= limit:
+                dropped = self._pop_oldest_up()
+                if dropped is None:
+                    return 0, Item(0, kind, destination, body, is_up, created)
+            item = Item(self._next_id, kind, destination, body, is_up, created)
+            self._next_id += 1
+            self._queues.setdefault(destination, deque()).append(item)
+            self._count += 1
+            return item.id, dropped
+
+    def _pop_oldest_up(self) -> Item | None:
+        oldest: Item | None = None
+        for destination, queue in self._queues.items():
+            if destination in self._claimed:
+                continue
+            for item in queue:
+                if item.is_up and (oldest is None or item.id < oldest.id):
+                    oldest = item
+                    break  # the first up ping of a queue is its oldest
+        if oldest is not None:
+            self._queues[oldest.destination].remove(oldest)
+            self._count -= 1
+        return oldest
+
+    def count(self) -> int:
+        return self._count
+
+    def expire(self, up_before: float, any_before: float) -> list[Item]:
+        """Remove and return unclaimed items too old to send."""
+        expired: list[Item] = []
+        with self._lock:
+            for destination, queue in self._queues.items():
+                if destination in self._claimed:
+                    continue
+                kept = deque(i for i in queue if not _expired(i, up_before, any_before))
+                if len(kept) != len(queue):
+                    expired.extend(i for i in queue if _expired(i, up_before, any_before))
+                    self._queues[destination] = kept
+            self._count -= len(expired)
+            self._forget_empty()
+        return expired
+
+    def claim(
+        self, now: float, lease: float, *, urgent: bool = False, skip: frozenset[str] = frozenset()
+    ) -> Work | None:
+        """Claim the ready destination whose oldest item is oldest; None if none is ready.
+
+        ``urgent`` ignores backoff (a flush tries everything now); ``skip`` leaves out
+        destinations already tried in this pass.
+        """
+        with self._lock:
+            best: tuple[int, str] | None = None
+            for destination, queue in self._queues.items():
+                if destination in self._claimed or destination in skip or not queue:
+                    continue
+                if not urgent and self._next_attempt.get(destination, 0.0) > now:
+                    continue
+                if best is None or queue[0].id < best[0]:
+                    best = (queue[0].id, destination)
+            if best is None:
+                return None
+            destination = best[1]
+            self._claimed.add(destination)
+            items = list(self._queues[destination])[:BATCH]
+            return Work(destination, self._failures.get(destination, 0), items)
+
+    def finish(
+        self,
+        destination: str,
+        done: list[int],
+        failures: int,
+        next_attempt: float,
+        *,
+        release: bool,
+        lease: float = 0.0,
+        now: float = 0.0,
+    ) -> None:
+        """Remove delivered or dropped items; store the backoff; release the claim if asked."""
+        with self._lock:
+            queue = self._queues.get(destination)
+            if queue is not None and done:
+                gone = set(done)
+                kept = deque(i for i in queue if i.id not in gone)
+                self._count -= len(queue) - len(kept)
+                self._queues[destination] = kept
+            self._failures[destination] = failures
+            self._next_attempt[destination] = next_attempt
+            if release:
+                self._claimed.discard(destination)
+            self._forget_empty()
+
+    def next_due(self) -> float | None:
+        """The earliest time a destination with items may be tried (0 for now); None if empty."""
+        with self._lock:
+            due = [
+                self._next_attempt.get(d, 0.0)
+                for d, q in self._queues.items()
+                if q and d not in self._claimed
+            ]
+        return min(due) if due else None
+
+    def summary(self, now: float) -> list[tuple[str, str, int, float]]:
+        """(kind, destination, count, oldest age in seconds) per kind and destination."""
+        with self._lock:
+            items = [item for queue in self._queues.values() for item in queue]
+        return _summarise(items, now)
+
+    def _forget_empty(self) -> None:
+        for destination in [d for d, q in self._queues.items() if not q]:
+            if destination not in self._claimed and not self._failures.get(destination):
+                del self._queues[destination]
+                self._next_attempt.pop(destination, None)
+                self._failures.pop(destination, None)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def after_fork(self) -> None:
+        """A forked child starts empty: the parent delivers what it had queued."""
+        self._reset()
+
+
+class SQLiteStore:
+    """Items in a SQLite file (WAL), committed before ``add`` returns; safe across processes.
+
+    One connection behind a lock serves every thread of this process; other processes use
+    their own. ``synchronous=NORMAL``: a commit survives the process being killed; an OS
+    crash or power cut can lose the last few commits.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.fspath(path)
+        self._connect()
+
+    def _connect(self) -> None:
+        self._lock = threading.Lock()
+        self.owner = _owner_id()
+        self._conn = _open(self.path)
+        # An outbox dropped without close() still closes its file (quietly) when collected.
+        weakref.finalize(self, self._conn.close)
+
+    def _execute(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, args)
+
+    def add(
+        self, kind: str, destination: str, body: bytes, is_up: bool, created: float, limit: int
+    ) -> tuple[int, Item | None]:
+        """Store an item unless full, committed before returning; see MemoryStore.add."""
+        with self._lock, _transaction(self._conn):
+            dropped = None
+            # max(id) - min(id) + 1 bounds the count from above and costs two index lookups;
+            # the exact count runs only when the file may be full.
+            low, high = self._execute(  # two subqueries: each is one index lookup
+                "SELECT (SELECT min(id) FROM items), (SELECT max(id) FROM items)"
+            ).fetchone()
+            if low is not None and high - low + 1 >= limit:
+                (count,) = self._execute("SELECT count(*) FROM items").fetchone()
+                if count >= limit:
+                    row = self._execute(  # the oldest up ping not being sent right now
+                        f"SELECT {_COLUMNS} FROM items WHERE is_up = 1 AND destination NOT IN"
+                        " (SELECT destination FROM destinations WHERE lease_until > ?)"
+                        " ORDER BY id LIMIT 1",
+                        (created,),
+                    ).fetchone()
+                    if row is None:
+                        return 0, Item(0, kind, destination, body, is_up, created)
+                    dropped = _item(row)
+                    self._execute("DELETE FROM items WHERE id = ?", (dropped.id,))
+            cursor = self._execute(
+                "INSERT INTO items (kind, destination, body, is_up, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (kind, destination, body, int(is_up), created),
+            )
+            return int(cursor.lastrowid or 0), dropped
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._execute("SELECT count(*) FROM items").fetchone()[0])
+
+    def expire(self, up_before: float, any_before: float) -> list[Item]:
+        """Remove and return items too old to send, whoever holds their destination."""
+        with self._lock, _transaction(self._conn):
+            rows = self._execute(
+                f"SELECT {_COLUMNS} FROM items WHERE created < ? OR (is_up = 1 AND created < ?)",
+                (any_before, up_before),
+            ).fetchall()
+            if rows:
+                self._execute(
+                    "DELETE FROM items WHERE created < ? OR (is_up = 1 AND created < ?)",
+                    (any_before, up_before),
+                )
+        return [_item(row) for row in rows]
+
+    def claim(
+        self, now: float, lease: float, *, urgent: bool = False, skip: frozenset[str] = frozenset()
+    ) -> Work | None:
+        """Lease the ready destination whose oldest item is oldest; None if none is ready.
+
+        ``urgent`` ignores backoff (a flush tries everything now); ``skip`` leaves out
+        destinations already tried in this pass.
+        """
+        marks = ",".join("?" * len(skip))
+        with self._lock, _transaction(self._conn):
+            self._free_dead_owners(now)
+            row = self._execute(
+                "SELECT i.destination, coalesce(d.failures, 0) FROM items AS i"
+                " LEFT JOIN destinations AS d ON d.destination = i.destination"
+                " WHERE i.id IN (SELECT min(id) FROM items GROUP BY destination)"
+                " AND (? OR coalesce(d.next_attempt, 0) <= ?) AND coalesce(d.lease_until, 0) <= ?"
+                f" AND i.destination NOT IN ({marks})"
+                " ORDER BY i.id LIMIT 1",
+                (urgent, now, now, *sorted(skip)),
+            ).fetchone()
+            if row is None:
+                return None
+            destination, failures = row
+            self._execute(
+                "INSERT OR IGNORE INTO destinations (destination) VALUES (?)", (destination,)
+            )
+            self._execute(
+                "UPDATE destinations SET lease_until = ?, owner = ? WHERE destination = ?",
+                (now + lease, self.owner, destination),
+            )
+            rows = self._execute(
+                f"SELECT {_COLUMNS} FROM items WHERE destination = ? ORDER BY id LIMIT {BATCH}",
+                (destination,),
+            ).fetchall()
+        return Work(destination, int(failures), [_item(r) for r in rows])
+
+    def _free_dead_owners(self, now: float) -> None:
+        """End the leases of senders on this host whose process is gone (kill -9, OOM)."""
+        host = self.owner.rsplit(":", 2)[0]
+        for destination, owner in self._execute(
+            "SELECT destination, owner FROM destinations WHERE lease_until > ? AND owner != ?",
+            (now, self.owner),
+        ).fetchall():
+            owner_host, pid = _owner_parts(str(owner))
+            if owner_host == host and pid is not None and not _process_alive(pid):
+                self._execute(
+                    "UPDATE destinations SET lease_until = 0 WHERE destination = ?",
+                    (destination,),
+                )
+
+    def finish(
+        self,
+        destination: str,
+        done: list[int],
+        failures: int,
+        next_attempt: float,
+        *,
+        release: bool,
+        lease: float = 0.0,
+        now: float = 0.0,
+    ) -> None:
+        """Delete delivered or dropped items, store the backoff, renew or release the lease."""
+        with self._lock, _transaction(self._conn):
+            for start in range(0, len(done), 500):  # stay under SQLite's variable limit
+                chunk = done[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                self._execute(f"DELETE FROM items WHERE id IN ({marks})", tuple(chunk))
+            self._execute(
+                "UPDATE destinations SET failures = ?, next_attempt = ?, lease_until = ?"
+                " WHERE destination = ? AND owner = ?",
+                (failures, next_attempt, 0.0 if release else now + lease, destination, self.owner),
+            )
+            if release and failures == 0:
+                self._execute(
+                    "DELETE FROM destinations WHERE destination = ? AND NOT EXISTS"
+                    " (SELECT 1 FROM items WHERE destination = ?)",
+                    (destination, destination),
+                )
+
+    def next_due(self) -> float | None:
+        """The earliest time a destination with items may be tried (0 for now); None if empty.
+
+        A destination leased by another sender counts as due when its lease ends.
+        """
+        with self._lock:
+            row = self._execute(
+                "SELECT min(max(coalesce(d.next_attempt, 0), coalesce(d.lease_until, 0)))"
+                " FROM (SELECT DISTINCT destination FROM items) AS i"
+                " LEFT JOIN destinations AS d ON d.destination = i.destination"
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def summary(self, now: float) -> list[tuple[str, str, int, float]]:
+        """(kind, destination, count, oldest age in seconds) per kind and destination."""
+        with self._lock:
+            rows = self._execute(
+                "SELECT kind, destination, count(*), min(created) FROM items"
+                " GROUP BY kind, destination ORDER BY min(id)"
+            ).fetchall()
+        return [(kind, dest, int(n), max(0.0, now - oldest)) for kind, dest, n, oldest in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def after_fork(self) -> None:
+        """A forked child must not use the parent's connection: open its own."""
+        self._connect()
+
+
+_COLUMNS = "id, kind, destination, body, is_up, created"
+
+
+def _item(row: tuple[object, ...]) -> Item:
+    id_, kind, destination, body, is_up, created = row
+    return Item(int(id_), str(kind), str(destination), bytes(body), bool(is_up), float(created))  # type: ignore[call-overload, arg-type]
+
+
+def _expired(item: Item, up_before: float, any_before: float) -> bool:
+    return item.created < any_before or (item.is_up and item.created < up_before)
+
+
+def _summarise(items: list[Item], now: float) -> list[tuple[str, str, int, float]]:
+    groups: dict[tuple[str, str], list[Item]] = {}
+    for item in sorted(items, key=lambda i: i.id):
+        groups.setdefault((item.kind, item.destination), []).append(item)
+    return [
+        (kind, destination, len(group), max(0.0, now - min(i.created for i in group)))
+        for (kind, destination), group in groups.items()
+    ]
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): one writer at a time."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _open(path: str) -> sqlite3.Connection:
+    """Create the file 0600 if needed, open it in WAL mode and bring its schema up to date.
+
+    Raises:
+        ConfigurationError: the path cannot be created or written, is not a SQLite file,
+            or was written by a newer opshift.
+    """
+    try:
+        # Created here, not by sqlite, so its mode is 0600 from the first byte; sqlite
+        # gives the -wal and -shm files the same mode.
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot create or write the outbox file {path!r}: {exc.strerror or exc}. "
+            "Pass a path in a directory this process can write, e.g. under /var/lib/<app>/."
+        ) from exc
+    try:
+        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise _unusable(path, exc) from exc
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        _migrate(conn, path)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _unusable(path, exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Apply every schema step between the file's user_version and ours, in one transaction."""
+    with _transaction(conn):
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"The outbox file {path!r} has schema version {version}, newer than this "
+                f"opshift understands ({SCHEMA_VERSION}); upgrade opshift or use another path."
+            )
+        if version == 0:
+            others = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT IN ('items', 'destinations', 'sqlite_sequence')"
+            ).fetchall()
+            if others:  # someone else's database: never add our tables to it
+                raise ConfigurationError(
+                    f"{path!r} is a SQLite database, but not an opshift outbox (it has "
+                    f"tables such as {others[0][0]!r}); give the Outbox a path of its own."
+                )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
+                conn.execute(statement)
+        if version != SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _unusable(path: str, exc: sqlite3.Error) -> ConfigurationError:
+    return ConfigurationError(
+        f"Cannot use {path!r} as an outbox: {exc}. It must be an opshift outbox (or a new "
+        "file) on a local disk this process can write."
+    )
+
+
+def _owner_id() -> str:
+    """Who holds a lease: host, process id and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def _owner_parts(owner: str) -> tuple[str, int | None]:
+    """(host, pid) of a lease owner id; pid None if the id is not ours to read."""
+    host, _, rest = owner.rpartition(":")[0].rpartition(":")
+    try:
+        return host, int(rest)
+    except ValueError:
+        return host, None
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but not ours, or we cannot tell: keep the lease
+    return True
