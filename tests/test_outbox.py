@@ -12,8 +12,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from contextlib import closing
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
