@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from opshift.cli import main
 from opshift.testing import OpShiftServer
 
 from .helpers import SECRET, refused_url
@@ -214,3 +215,89 @@ def test_demo_runs_without_an_account() -> None:
     assert "raised AuthenticationError: 401 Unauthorized" in out
     assert "The server checked 5 signatures: 4 valid." in out
     assert "openssl dgst -sha256 -hmac" in out
+
+
+def _queue(path: Path, count: int) -> None:
+    """Put ``count`` alerts and one down ping in an outbox file without delivering them."""
+    from opshift import OpShift, Outbox
+
+    outbox = Outbox(OpShift(SECRET, base_url=refused_url()), path, background=False)
+    for n in range(count):
+        outbox.alert("deploy-failures", title=f"t{n}")
+    outbox.ping("payments-worker", status="down")
+    outbox.close(0)
+
+
+def test_outbox_lists_what_waits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`opshift outbox PATH` shows counts per kind and destination and the oldest age."""
+    path = tmp_path / "o.sqlite3"
+    _queue(path, 3)
+    assert main(["outbox", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{path}: 4 item(s) waiting"
+    assert out[1].split() == ["kind", "destination", "count", "oldest"]
+    assert out[2].split()[:3] == ["alert", "/api/alerts/trigger/deploy-failures", "3"]
+    assert out[3].split()[:3] == ["ping", "/api/ping/payments-worker", "1"]
+    assert out[2].split()[3].endswith("s")
+
+
+def test_outbox_flush_delivers_and_exits_0_when_empty(
+    server: OpShiftServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """--flush sends everything, prints what happened, and exits 0 with nothing left."""
+    path = tmp_path / "o.sqlite3"
+    _queue(path, 2)
+    for name, value in server_env(server).items():
+        monkeypatch.setenv(name, value)
+    assert main(["outbox", str(path), "--flush", "--timeout", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "delivered 3; dropped 0 rejected by OpShift and 0 expired" in out
+    assert f"{path}: 0 item(s) waiting" in out
+    assert len(server.requests) == 3
+    assert all(r.signature_valid for r in server.requests)
+
+
+def test_outbox_flush_exits_1_when_items_are_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpShift unreachable: exit 1, and with -q only what is left is printed, on stderr."""
+    path = tmp_path / "o.sqlite3"
+    _queue(path, 1)
+    monkeypatch.setenv("OPSHIFT_SECRET", SECRET)
+    monkeypatch.setenv("OPSHIFT_BASE_URL", refused_url())
+    assert main(["outbox", str(path), "--flush", "-q", "--timeout", "0.5"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{path}: 2 item(s) waiting" in captured.err
+
+
+def test_outbox_without_a_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped path is a usage error, and no file is created for it."""
+    path = tmp_path / "nope.sqlite3"
+    assert main(["outbox", str(path)]) == 2
+    assert "no outbox file" in capsys.readouterr().err
+    assert not path.exists()
+
+
+def test_outbox_flush_says_when_opshift_is_disabled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With OPSHIFT_DISABLED the flush sends nothing, says why, and exits 1."""
+    path = tmp_path / "o.sqlite3"
+    _queue(path, 1)
+    monkeypatch.setenv("OPSHIFT_DISABLED", "1")
+    assert main(["outbox", str(path), "--flush"]) == 1
+    assert "OpShift is disabled" in capsys.readouterr().err
+
+
+def test_ping_with_opshift_disabled_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI honours OPSHIFT_DISABLED: no secret needed, a note on stderr, exit 0."""
+    monkeypatch.setenv("OPSHIFT_DISABLED", "yes")
+    monkeypatch.delenv("OPSHIFT_SECRET", raising=False)
+    assert main(["ping", "payments-worker", "--status", "down"]) == 0
+    captured = capsys.readouterr()
+    assert "OpShift is disabled" in captured.err
+    assert json.loads(captured.out)["message"] == "OpShift disabled"
