@@ -94,7 +94,10 @@ class MemoryStore:
                     return 0, Item(0, kind, destination, body, is_up, created)
             item = Item(self._next_id, kind, destination, body, is_up, created)
             self._next_id += 1
-            self._queues.setdefault(destination, deque()).append(item)
+            queue = self._queues.get(destination)
+            if queue is None:
+                queue = self._queues[destination] = deque()
+            queue.append(item)
             self._count += 1
             return item.id, dropped
 

@@ -23,6 +23,7 @@ MAX_METADATA_DEPTH = 10
 # Built once: json.dumps with non-default options builds a new encoder on every call.
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _SCALARS = (str, int, type(None))
+_CONTAINERS = (dict, list, tuple)
 
 
 def encode(kind: str, fields: dict[str, Any]) -> bytes:
@@ -69,7 +70,7 @@ def fields_problem(kind: str, fields: dict[str, Any]) -> str | None:
         if title is None or (isinstance(title, str) and not title.strip()):
             return "title is required"
     for key, value in fields.items():
-        choices = choices_for(key) if key in _ENUM_FIELDS else None
+        choices = _choices.get(key) or (choices_for(key) if key in _ENUM_FIELDS else None)
         if choices is not None:
             if not isinstance(value, str) or value not in choices:
                 shown = repr(value)[:40]
@@ -84,9 +85,11 @@ def fields_problem(kind: str, fields: dict[str, Any]) -> str | None:
         elif key == "metadata":
             if not isinstance(value, dict):
                 return f"metadata must be a JSON object (a dict), got {type(value).__name__}"
-            found = _shape_problem(value, 1, "metadata", set())
-            if found is not None:
-                return found
+            # Flat metadata (the usual case) has no depth or cycle to look for.
+            if any(isinstance(child, _CONTAINERS) for child in value.values()):
+                found = _shape_problem(value, 1, "metadata", set())
+                if found is not None:
+                    return found
     return None
 
 
@@ -150,7 +153,7 @@ def _shape_problem(value: Any, level: int, path: str, active: set[int]) -> str |
     active.add(id(value))
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, child in items:
-        if isinstance(child, (dict, list, tuple)):
+        if isinstance(child, _CONTAINERS):
             found = _shape_problem(child, level + 1, _child_path(path, key, value), active)
             if found is not None:
                 return found
