@@ -66,3 +66,17 @@ def test_repr_and_sync_client() -> None:
     assert repr(client).startswith("AsyncOpShift(base_url='http://127.0.0.1:1'")
     assert SECRET not in repr(client)
     assert isinstance(client.sync, opshift.OpShift)
+
+
+def test_with_options_on_the_async_client(server: OpShiftServer) -> None:
+    """AsyncOpShift.with_options shares the transport and changes only the copy."""
+
+    async def main() -> str:
+        client = AsyncOpShift(SECRET, base_url=server.url)
+        quick = client.with_options(timeout=2, max_retries=0)
+        assert (quick.sync.timeout, quick.sync.max_retries) == (2.0, 0)
+        assert (client.sync.timeout, client.sync.max_retries) == (30.0, 2)
+        assert quick.sync.transport is client.sync.transport
+        return (await quick.ping("payments-worker"))["pingStatus"]
+
+    assert asyncio.run(main()) == "up"

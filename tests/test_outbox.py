@@ -49,6 +49,12 @@ def live() -> Iterator[OpShiftServer]:
         yield server
 
 
+@pytest.fixture(params=["memory", "file"])
+def spool(request: pytest.FixtureRequest, tmp_path: Path) -> Path | None:
+    """Where the outbox keeps items: memory (None) or a SQLite file; behaviour must match."""
+    return tmp_path / "outbox.sqlite3" if request.param == "file" else None
+
+
 def quiet_outbox(client: OpShift, path: Any = None, **options: Any) -> Outbox:
     """An outbox with no sender thread and a fake clock: delivery only by flush()."""
     options.setdefault("clock", Clock())
@@ -137,14 +143,14 @@ def test_closed_outbox_refuses_new_items() -> None:
 
 
 def test_outage_then_recovery_delivers_everything_in_order(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, spool: Path | None
 ) -> None:
     """OpShift down: items wait and are retried; back up: all arrive, FIFO per destination."""
     caplog.set_level(logging.INFO, logger="opshift")
     with OpShiftServer(SECRET, auto_create=True) as server:
         port = int(server.url.rsplit(":", 1)[1])
     clock = Clock()
-    outbox = quiet_outbox(OpShift(SECRET, base_url=f"http://127.0.0.1:{port}"), clock=clock)
+    outbox = quiet_outbox(OpShift(SECRET, base_url=f"http://127.0.0.1:{port}"), spool, clock=clock)
     for n in range(4):
         outbox.alert("deploy-failures", title=f"deploy {n}")
         outbox.ping("payments-worker", status="down", reason=f"r{n}")
@@ -185,9 +191,9 @@ def test_outage_with_the_background_sender(tmp_path: Path) -> None:
     ]
 
 
-def test_a_429_on_one_token_does_not_delay_another(live: OpShiftServer) -> None:
+def test_a_429_on_one_token_does_not_delay_another(live: OpShiftServer, spool: Path | None) -> None:
     """Token A hits the 10-a-minute limit and backs off; token B goes out in the same pass."""
-    outbox = quiet_outbox(OpShift(SECRET, base_url=live.url))
+    outbox = quiet_outbox(OpShift(SECRET, base_url=live.url), spool)
     for n in range(12):
         outbox.ping("busy-token", metadata={"n": n})
     outbox.ping("quiet-token", status="down", reason="disk full")
@@ -199,12 +205,12 @@ def test_a_429_on_one_token_does_not_delay_another(live: OpShiftServer) -> None:
     assert outbox.stats["retried"] == 1
 
 
-def test_backoff_per_destination_doubles_with_jitter_up_to_the_cap() -> None:
+def test_backoff_per_destination_doubles_with_jitter_up_to_the_cap(spool: Path | None) -> None:
     """After each failure the next attempt waits backoff * 2**n (times jitter), capped."""
     fake = FakeTransport(SECRET)
     clock = Clock()
     outbox = quiet_outbox(
-        OpShift(SECRET, transport=fake), clock=clock, backoff=1.0, backoff_max=4.0
+        OpShift(SECRET, transport=fake), spool, clock=clock, backoff=1.0, backoff_max=4.0
     )
     outbox.alert("h", title="t")
     fake.fail_next(503, times=4)
@@ -228,10 +234,10 @@ def test_backoff_per_destination_doubles_with_jitter_up_to_the_cap() -> None:
     }
 
 
-def test_flush_tries_now_even_during_backoff() -> None:
+def test_flush_tries_now_even_during_backoff(spool: Path | None) -> None:
     """flush() ignores backoff for its first attempt: OpShift may be back already."""
     fake = FakeTransport(SECRET)
-    outbox = quiet_outbox(OpShift(SECRET, transport=fake), backoff=30.0)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool, backoff=30.0)
     outbox.alert("h", title="t")
     fake.fail_next(503)
     assert outbox.flush(0) is False
@@ -249,11 +255,11 @@ def test_flush_tries_now_even_during_backoff() -> None:
     ],
 )
 def test_final_errors_are_dropped_logged_and_counted(
-    caplog: pytest.LogCaptureFixture, status: int, error: str
+    caplog: pytest.LogCaptureFixture, status: int, error: str, spool: Path | None
 ) -> None:
     """400/401/403/404 are final: dropped, counted, logged once at ERROR with OpShift's text."""
     fake = FakeTransport(SECRET)
-    outbox = quiet_outbox(OpShift(SECRET, transport=fake))
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool)
     outbox.alert("h", title="first")
     outbox.alert("h", title="second")
     fake.fail_next(status, {"error": error})
@@ -269,10 +275,10 @@ def test_final_errors_are_dropped_logged_and_counted(
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 501, 502, 503, 504, 301])
-def test_retryable_statuses_keep_the_item(status: int) -> None:
+def test_retryable_statuses_keep_the_item(status: int, spool: Path | None) -> None:
     """Network errors, 5xx, 429, 408 and redirects (a base_url to fix) keep the item."""
     fake = FakeTransport(SECRET)
-    outbox = quiet_outbox(OpShift(SECRET, transport=fake))
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool)
     outbox.alert("h", title="t")
     fake.fail_next(status, {"error": "x"})
     assert outbox.flush(0) is False
@@ -281,10 +287,10 @@ def test_retryable_statuses_keep_the_item(status: int) -> None:
     assert outbox.flush(0) is True
 
 
-def test_a_network_error_keeps_the_item() -> None:
+def test_a_network_error_keeps_the_item(spool: Path | None) -> None:
     """A transport failure is retried later, never dropped."""
     fake = FakeTransport(SECRET)
-    outbox = quiet_outbox(OpShift(SECRET, transport=fake))
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool)
     outbox.ping("w", status="down")
     fake.raise_next(ConnectionResetError("reset"))
     assert outbox.flush(0) is False
@@ -295,11 +301,13 @@ def test_a_network_error_keeps_the_item() -> None:
 # -- expiry -----------------------------------------------------------------------------
 
 
-def test_up_pings_expire_after_ping_ttl(caplog: pytest.LogCaptureFixture) -> None:
+def test_up_pings_expire_after_ping_ttl(
+    caplog: pytest.LogCaptureFixture, spool: Path | None
+) -> None:
     """An up ping older than ping_ttl is dropped unsent; alerts and down pings stay."""
     fake = FakeTransport(SECRET)
     clock = Clock()
-    outbox = quiet_outbox(OpShift(SECRET, transport=fake), clock=clock)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool, clock=clock)
     outbox.ping("w")  # up by default
     outbox.ping("w", status="up")
     outbox.ping("w", status="down", reason="r")
@@ -312,11 +320,11 @@ def test_up_pings_expire_after_ping_ttl(caplog: pytest.LogCaptureFixture) -> Non
     assert "2 up ping(s) older than 300 s" in warning.getMessage()
 
 
-def test_everything_expires_after_max_age() -> None:
+def test_everything_expires_after_max_age(spool: Path | None) -> None:
     """Alerts and down pings older than max_age are dropped unsent."""
     fake = FakeTransport(SECRET)
     clock = Clock()
-    outbox = quiet_outbox(OpShift(SECRET, transport=fake), clock=clock, max_age=3600)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool, clock=clock, max_age=3600)
     outbox.alert("h", title="old")
     outbox.ping("w", status="down")
     clock.advance(1800)
@@ -327,11 +335,11 @@ def test_everything_expires_after_max_age() -> None:
     assert outbox.stats["dropped_expired"] == 2
 
 
-def test_items_expire_while_their_destination_backs_off() -> None:
+def test_items_expire_while_their_destination_backs_off(spool: Path | None) -> None:
     """A destination in backoff still loses its stale up pings."""
     fake = FakeTransport(SECRET)
     clock = Clock()
-    outbox = quiet_outbox(OpShift(SECRET, transport=fake), clock=clock, backoff=1000.0)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool, clock=clock, backoff=1000.0)
     outbox.ping("w")
     fake.fail_next(503)
     assert outbox.flush(0) is False
@@ -384,7 +392,8 @@ def _python(code: str, **kwargs: Any) -> subprocess.Popen[str]:
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_kill_9_right_after_enqueue_loses_nothing(live: OpShiftServer, tmp_path: Path) -> None:
-    """A process killed mid-delivery leaves its item; the next Outbox on the path sends it."""
+    """A process killed mid-delivery leaves its item; the next Outbox on the path sends it
+    at once, since the dead process's lease on the destination is freed."""
     path = tmp_path / "o.sqlite3"
     with socket.create_server(("127.0.0.1", 0)) as silent:  # the child's send hangs here
         child = _python(
@@ -393,7 +402,9 @@ def test_kill_9_right_after_enqueue_loses_nothing(live: OpShiftServer, tmp_path:
             from opshift import OpShift, Outbox
             client = OpShift({SECRET!r}, base_url="http://127.0.0.1:{silent.getsockname()[1]}")
             outbox = Outbox(client, {str(path)!r})
-            print(outbox.alert("deploy-failures", title="Deploy failed"), flush=True)
+            item = outbox.alert("deploy-failures", title="Deploy failed")
+            outbox.flush(0.3)  # the sender has claimed it and hangs on the silent server
+            print(item, flush=True)
             time.sleep(60)
             """
         )
@@ -402,6 +413,9 @@ def test_kill_9_right_after_enqueue_loses_nothing(live: OpShiftServer, tmp_path:
             assert child.stdout.readline().strip() == "1"
             child.send_signal(signal.SIGKILL)
             child.wait(10)
+        with closing(sqlite3.connect(path)) as conn:  # the dead child still holds a lease
+            ((lease_until,),) = conn.execute("SELECT lease_until FROM destinations").fetchall()
+        assert lease_until > time.time() + 30
         outbox = Outbox(OpShift(SECRET, base_url=live.url), path)
         assert outbox.pending == 1
         assert outbox.flush(10) is True  # the dead owner's lease is freed at once
@@ -641,3 +655,23 @@ def test_drains_through_keepalive(live: OpShiftServer) -> None:
         assert outbox.close(10) is True
     assert live.connections == 1
     assert len(live.requests) == 50
+
+
+def test_expiry_leaves_items_another_sender_is_sending(tmp_path: Path) -> None:
+    """Items of a destination leased by another sender are not expired under it."""
+    path = tmp_path / "o.sqlite3"
+    clock = Clock()
+    sender = quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path, clock=clock)
+    other = quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path, clock=clock)
+    sender.ping("w")
+    assert sender._store is not None
+    work = sender._store.claim(clock(), 600.0)  # as a sender thread would, mid-delivery
+    assert work is not None
+    clock.advance(301)  # the up ping is stale now
+    other._deliver_due()
+    assert other.pending == 1  # still the sender's to finish
+    assert other.stats["dropped_expired"] == 0
+    clock.advance(300)  # the lease ran out: the stale ping is no one's
+    other._deliver_due()
+    assert other.pending == 0
+    assert other.stats["dropped_expired"] == 1

@@ -118,8 +118,8 @@ class MemoryStore:
     def count(self) -> int:
         return self._count
 
-    def expire(self, up_before: float, any_before: float) -> list[Item]:
-        """Remove and return unclaimed items too old to send."""
+    def expire(self, up_before: float, any_before: float, now: float) -> list[Item]:
+        """Remove and return items too old to send, except those a sender is sending now."""
         expired: list[Item] = []
         with self._lock:
             for destination, queue in self._queues.items():
@@ -192,11 +192,6 @@ class MemoryStore:
             ]
         return min(due) if due else None
 
-    def summary(self, now: float) -> list[tuple[str, str, int, float]]:
-        """(kind, destination, count, oldest age in seconds) per kind and destination."""
-        with self._lock:
-            items = [item for queue in self._queues.values() for item in queue]
-        return _summarise(items, now)
 
     def _forget_empty(self) -> None:
         for destination in [d for d, q in self._queues.items() if not q]:
@@ -270,18 +265,19 @@ class SQLiteStore:
         with self._lock:
             return int(self._execute("SELECT count(*) FROM items").fetchone()[0])
 
-    def expire(self, up_before: float, any_before: float) -> list[Item]:
-        """Remove and return items too old to send, whoever holds their destination."""
+    def expire(self, up_before: float, any_before: float, now: float) -> list[Item]:
+        """Remove and return items too old to send, except those a sender is sending now."""
         with self._lock, _transaction(self._conn):
             rows = self._execute(
-                f"SELECT {_COLUMNS} FROM items WHERE created < ? OR (is_up = 1 AND created < ?)",
-                (any_before, up_before),
+                f"SELECT {_COLUMNS} FROM items WHERE (created < ? OR (is_up = 1 AND created < ?))"
+                " AND destination NOT IN"
+                " (SELECT destination FROM destinations WHERE lease_until > ?)",
+                (any_before, up_before, now),
             ).fetchall()
-            if rows:
-                self._execute(
-                    "DELETE FROM items WHERE created < ? OR (is_up = 1 AND created < ?)",
-                    (any_before, up_before),
-                )
+            for start in range(0, len(rows), 500):  # stay under SQLite's variable limit
+                chunk = [row[0] for row in rows[start : start + 500]]
+                marks = ",".join("?" * len(chunk))
+                self._execute(f"DELETE FROM items WHERE id IN ({marks})", tuple(chunk))
         return [_item(row) for row in rows]
 
     def claim(
@@ -406,16 +402,6 @@ def _expired(item: Item, up_before: float, any_before: float) -> bool:
     return item.created < any_before or (item.is_up and item.created < up_before)
 
 
-def _summarise(items: list[Item], now: float) -> list[tuple[str, str, int, float]]:
-    groups: dict[tuple[str, str], list[Item]] = {}
-    for item in sorted(items, key=lambda i: i.id):
-        groups.setdefault((item.kind, item.destination), []).append(item)
-    return [
-        (kind, destination, len(group), max(0.0, now - min(i.created for i in group)))
-        for (kind, destination), group in groups.items()
-    ]
-
-
 class _transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): one writer at a time."""
 
@@ -510,12 +496,13 @@ def _owner_parts(owner: str) -> tuple[str, int | None]:
 
 
 def _process_alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
+    """False only when this host surely has no such process; when unsure, True."""
+    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would end the process there
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
-        return True  # exists but not ours, or we cannot tell: keep the lease
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
     return True

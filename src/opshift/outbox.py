@@ -447,7 +447,7 @@ class Outbox:
 
     def _expire(self, store: _Store) -> None:
         now = self._clock()
-        expired = store.expire(now - self.ping_ttl, now - self.max_age)
+        expired = store.expire(now - self.ping_ttl, now - self.max_age, now)
         if not expired:
             return
         self._count("dropped_expired", len(expired))
