@@ -602,6 +602,9 @@ def test_the_secret_never_reaches_an_alert(make: Make, capsys: pytest.CaptureFix
     assert SECRET not in raw
     assert body["title"] == "env: OPSHIFT_SECRET=[redacted]"
     assert body["description"].endswith("RuntimeError: bad token [redacted]")
+    rig.log.error("%s%s", "t" * 190, SECRET)  # the cut at 200 characters would leave a piece
+    assert rig.sent()[1]["title"] == "t" * 190 + "[redacted]"
+    assert SECRET[:8] not in rig.fake.requests[1].body.decode()
     assert SECRET not in repr(rig.handler)
     assert SECRET not in capsys.readouterr().err
 

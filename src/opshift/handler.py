@@ -185,14 +185,14 @@ class AlertHandler(logging.Handler):
             entry[1] += 1
             return
         suppressed = int(entry[1]) if entry is not None else 0
-        message = record.getMessage()
-        title = _title(message, record)
-        description = _description(message, self._trace(record))
-        metadata = self._metadata(record, exc_type, suppressed)
+        message, trace = record.getMessage(), self._trace(record)
         secret = self._secret()
-        if secret is not None:
-            title = title.replace(secret, _REDACTED)
-            description = description.replace(secret, _REDACTED)
+        if secret is not None:  # before any cut, so no fragment of it survives either
+            message = message.replace(secret, _REDACTED)
+            trace = trace.replace(secret, _REDACTED)
+        title = _title(message, record)
+        description = _description(message, trace)
+        metadata = self._metadata(record, exc_type, suppressed)
         self.outbox.alert(
             self.webhook_url,
             title=title,
