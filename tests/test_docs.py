@@ -21,7 +21,7 @@ import pytest
 
 from opshift.testing import OpShiftServer
 
-from .helpers import SECRET
+from .helpers import SECRET, with_pytest_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGES = {"python": "python", "py": "python", "sh": "shell", "bash": "shell", "console": "shell"}
@@ -108,7 +108,9 @@ def test_example_runs(example: Example, tmp_path: Path) -> None:
             script.write_text(example.code, encoding="utf-8")
             pytest_run = example.marker == ("run", "pytest")
             command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(script)]
-            if not pytest_run:
+            if pytest_run:  # the fixtures come from opshift's pytest11 entry point
+                env = with_pytest_plugin(tmp_path / "site", env)
+            else:
                 command = [sys.executable, str(script)]
         else:
             command = ["bash", "-e", "-o", "pipefail", "-c", example.code]

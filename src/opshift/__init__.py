@@ -31,6 +31,7 @@ from .errors import (
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from .async_client import AsyncOpShift
+    from .handler import AlertHandler
     from .heartbeat import Heartbeat
     from .monitor import JobMonitor
     from .outbox import Outbox, OutboxStats
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 del TYPE_CHECKING
 
 __all__ = [
+    "AlertHandler",
     "AlertResponse",
     "AlertStatus",
     "AsyncOpShift",
@@ -86,6 +88,7 @@ __all__ = [
 
 # Public names whose modules are imported on first use: name -> module.
 _LAZY = {
+    "AlertHandler": "handler",
     "AsyncOpShift": "async_client",
     "Heartbeat": "heartbeat",
     "JobMonitor": "monitor",

@@ -5,18 +5,21 @@ If a public signature or return type regresses, mypy fails here first.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from typing_extensions import assert_type
 
 import opshift
 from opshift import (
+    AlertHandler,
     AlertResponse,
     AsyncOpShift,
     KeepAliveTransport,
     MonitorStatus,
     OpShift,
     OpShiftError,
+    Outbox,
     PingResponse,
     PingStatus,
 )
@@ -74,3 +77,14 @@ async def async_usage() -> None:
     assert_type(await client.alert("h", title="t"), AlertResponse)
     async with client.monitor("job"):
         pass
+
+
+def logging_handler(client: OpShift) -> None:
+    handler = AlertHandler("app-errors", client=client, level="WARNING", min_interval=30)
+    logging.getLogger().addHandler(handler)
+    assert_type(handler.outbox, Outbox)
+    assert_type(handler.client, OpShift)
+    AlertHandler("app-errors", severity="sev1")
+    AlertHandler("app-errors", severity={"ERROR": "sev1", logging.CRITICAL: "sev0"})
+    AlertHandler("app-errors", outbox=Outbox(client, path="outbox.sqlite3"))
+    AlertHandler("app-errors", severity="critical")  # type: ignore[arg-type]

@@ -1,0 +1,399 @@
+"""AlertHandler: log records at ERROR and above become grouped, rate-limited OpShift alerts.
+
+    import logging
+    from opshift import AlertHandler
+
+    logging.getLogger().addHandler(AlertHandler("app-errors"))  # secret from OPSHIFT_SECRET
+
+``emit()`` builds the alert and hands it to an ``Outbox``, whose background thread sends
+it: logging never waits on the network, and an outage never raises into the code that
+logged. Records with the same logger, message template and exception type share a
+``group_key`` and fold into one alert at OpShift; in process, each group sends at most
+one alert per ``min_interval`` and counts the repeats in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Callable, Union, cast
+
+from . import _validation
+from .client import OpShift
+from .errors import ConfigurationError
+from .outbox import Outbox
+from .types import Metadata, Severity
+
+__all__ = ["AlertHandler", "SeverityMap"]
+
+SeverityMap = Mapping[Union[int, str], Severity]
+"""Log levels (numbers or names such as ``"ERROR"``) to severities."""
+
+DEFAULT_SEVERITIES: dict[int, Severity] = {
+    logging.CRITICAL: "sev1",
+    logging.ERROR: "sev2",
+    logging.WARNING: "sev3",
+    logging.INFO: "sev4",
+    logging.DEBUG: "sev4",
+}
+
+TITLE_LIMIT = _validation.TEXT_LIMITS["title"]
+DESCRIPTION_LIMIT = _validation.TEXT_LIMITS["description"]
+# A long message keeps at least this much of its start when a traceback needs the room.
+_MESSAGE_HEAD = 500
+_METADATA_TEXT_LIMIT = 500  # each string in metadata: paths and names, never near 100 KB
+_MAX_GROUPS = 1024  # rate-limit entries kept; past this, idle ones are forgotten
+_TITLE_SCAN = 10_000  # look this far into a message for a non-blank first line
+_ELLIPSIS = "\u2026"
+_REDACTED = "[redacted]"
+_DEFAULT_FORMATTER = logging.Formatter()
+
+
+class AlertHandler(logging.Handler):
+    """Send log records (ERROR and above by default) to OpShift as grouped alerts.
+
+    ``emit()`` never blocks on the network and never raises: it queues the alert on an
+    ``Outbox`` and reports its own faults through ``handleError``. Records from the SDK's
+    own ``opshift`` logger, and any record logged while this handler is emitting (in that
+    thread), are ignored, so the handler cannot feed itself. With a disabled client
+    (``OPSHIFT_DISABLED=1``) alerts are built and validated but nothing is kept or sent.
+
+    Each alert has: ``title``, the message's first line (at most 200 characters);
+    ``description``, the message and the traceback (at most 2,000 characters, keeping
+    the traceback's end); ``severity`` from the record's level; ``metadata`` with the
+    logger, level, ``location`` (``pathname:lineno``), function, process, thread, host,
+    ``exception`` (the exception's type) and ``suppressed`` (see below); and a
+    ``group_key`` made from the logger name, the message template (``record.msg``, before
+    ``%`` arguments) and the exception type. Log with arguments,
+    ``log.error("Payment %s failed", payment_id)``, not an f-string, so one failure for
+    a thousand ids is one group. The client's secret is replaced by ``[redacted]`` if a
+    message or traceback contains it.
+
+    Every argument can come from ``logging.config.dictConfig`` as a plain string or
+    number (``client`` and ``outbox`` as ``"ext://module.attribute"``).
+
+    Args:
+        webhook_url: The webhook's id from the dashboard (e.g. ``"app-errors"``).
+        client: The ``OpShift`` client to send with; by default one is made from the
+            environment (``OPSHIFT_SECRET``, ``OPSHIFT_BASE_URL``, ``OPSHIFT_DISABLED``).
+        outbox: The ``Outbox`` to queue alerts on, e.g. one with a SQLite ``path`` so
+            alerts survive a crash; by default the handler makes an in-memory one for
+            ``client``. Closing the handler closes only an outbox it made.
+        level: The lowest level handled, a number or a name such as ``"WARNING"``.
+        severity: One severity for every record (``"sev1"``), or a mapping of levels
+            (numbers or names) to severities, applied over the default ``CRITICAL`` ->
+            ``sev1``, ``ERROR`` -> ``sev2``, ``WARNING`` -> ``sev3``, ``INFO`` and
+            ``DEBUG`` -> ``sev4``. A level between two mapped levels takes the severity
+            of the nearest one below it.
+        min_interval: At most one alert per group (and severity) per this many seconds;
+            the repeats in between are counted and the group's next alert carries
+            ``metadata["suppressed"]``. ``0`` sends every record. A record of a
+            different severity is limited on its own, so an escalation to ``CRITICAL``
+            is never held back by a flood of ``ERROR`` records of the same group.
+        clock: Monotonic seconds for the rate limit (``time.monotonic``); a testing
+            seam, so tests need not wait.
+
+    Raises:
+        ConfigurationError: An argument is invalid (an unknown level name, a severity
+            other than ``sev0``-``sev4``, a negative ``min_interval``, ...), or there is
+            no client and the environment has no valid secret.
+    """
+
+    def __init__(
+        self,
+        webhook_url: str,
+        *,
+        client: OpShift | None = None,
+        outbox: Outbox | None = None,
+        level: int | str = logging.ERROR,
+        severity: Severity | SeverityMap | None = None,
+        min_interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        problem = _validation.path_problem("webhook_url", webhook_url)
+        if problem is not None:
+            raise ConfigurationError(f"AlertHandler: {problem}.")
+        handled = _level("level", level)
+        self._severities = _severity_table(severity)
+        self.min_interval = _validation.check_number("min_interval", min_interval, inclusive=True)
+        if not callable(clock):
+            raise ConfigurationError(f"clock must be callable, not {type(clock).__name__}.")
+        _check_instance("client", client, OpShift)
+        _check_instance("outbox", outbox, Outbox)
+        if client is not None and outbox is not None and outbox.client is not client:
+            raise ConfigurationError(
+                "Pass client or outbox, not both: the outbox sends with its own client."
+            )
+        super().__init__(handled)
+        self.webhook_url = webhook_url
+        self._owns_client = client is None and outbox is None
+        if outbox is not None:
+            client = outbox.client
+        elif client is None:
+            client = OpShift()
+        self.client = client
+        self._owns_outbox = outbox is None
+        self.outbox = outbox if outbox is not None else Outbox(client)
+        self._clock = clock
+        self._host = _clean(socket.gethostname(), _METADATA_TEXT_LIMIT)
+        # (group_key, severity) -> [monotonic time of the last alert sent, repeats since],
+        # in the order alerts were sent, oldest first, so pruning looks only at the front.
+        self._groups: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self._local = threading.local()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Emit ``record`` unless it comes from the SDK or from inside this handler's emit.
+
+        The check runs before the handler's lock is taken, so the SDK's own threads never
+        wait on it.
+        """
+        if _from_sdk(record.name) or getattr(self._local, "emitting", False):
+            return False
+        return bool(super().handle(record))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record as an alert (or count it against its group's rate limit).
+
+        Never raises and never waits on the network; a failure is reported through
+        ``handleError``.
+        """
+        if _from_sdk(record.name) or getattr(self._local, "emitting", False):
+            return
+        self._local.emitting = True
+        try:
+            self._emit(record)
+        except RecursionError:  # as logging's own handlers do
+            raise
+        except Exception:
+            self.handleError(record)
+        finally:
+            self._local.emitting = False
+
+    def _emit(self, record: logging.LogRecord) -> None:
+        exc_type = _exception_type(record)
+        group_key = _group_key(record.name, str(record.msg), exc_type)
+        severity = self._severity(record.levelno)
+        key = (group_key, severity)
+        now = self._clock()
+        entry = self._groups.get(key)
+        if entry is not None and now - entry[0] < self.min_interval:
+            entry[1] += 1
+            return
+        suppressed = int(entry[1]) if entry is not None else 0
+        message, trace = record.getMessage(), self._trace(record)
+        secret = self._secret()
+        if secret is not None:  # before any cut, so no fragment of it survives either
+            message = message.replace(secret, _REDACTED)
+            trace = trace.replace(secret, _REDACTED)
+        title = _title(message, record)
+        description = _description(message, trace)
+        metadata = self._metadata(record, exc_type, suppressed)
+        self.outbox.alert(
+            self.webhook_url,
+            title=title,
+            description=description or None,
+            severity=severity,
+            metadata=metadata,
+            group_key=group_key,
+        )
+        self._groups[key] = [now, 0]
+        self._groups.move_to_end(key)
+        if len(self._groups) > _MAX_GROUPS:
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        """Forget groups whose limit has run out, then the oldest, down to the cap.
+
+        Forgetting a group costs at most its suppressed count and means its next record
+        is sent at once: a flood of distinct messages errs toward sending, never silence.
+        """
+        groups = self._groups
+        while groups:
+            oldest = next(iter(groups.values()))
+            if len(groups) <= _MAX_GROUPS and now - oldest[0] < self.min_interval:
+                break
+            groups.popitem(last=False)
+
+    def _severity(self, levelno: int) -> Severity:
+        table = self._severities
+        found = table.get(levelno)
+        if found is not None:
+            return found
+        below = [lvl for lvl in table if lvl <= levelno]
+        return table[max(below)] if below else table[min(table)]
+
+    def _trace(self, record: logging.LogRecord) -> str:
+        """The stack (if asked for) then the traceback: the exception's line comes last."""
+        formatter = self.formatter or _DEFAULT_FORMATTER
+        parts = []
+        if record.stack_info:
+            parts.append(formatter.formatStack(record.stack_info))
+        if record.exc_info and record.exc_info[0] is not None:
+            parts.append(formatter.formatException(record.exc_info))
+        elif record.exc_text:  # a record from another process (SocketHandler) keeps only this
+            parts.append(record.exc_text)
+        return "\n".join(part.rstrip("\n") for part in parts)
+
+    def _metadata(self, record: logging.LogRecord, exc_type: str, suppressed: int) -> Metadata:
+        metadata: Metadata = {
+            "logger": _clean(record.name, _METADATA_TEXT_LIMIT),
+            "level": _clean(record.levelname, _METADATA_TEXT_LIMIT),
+            "location": _clean(f"{record.pathname}:{record.lineno}", _METADATA_TEXT_LIMIT),
+        }
+        if record.funcName:
+            metadata["function"] = _clean(record.funcName, _METADATA_TEXT_LIMIT)
+        if isinstance(record.process, int):
+            metadata["process"] = record.process
+        if record.threadName:
+            metadata["thread"] = _clean(str(record.threadName), _METADATA_TEXT_LIMIT)
+        metadata["host"] = self._host
+        if exc_type:
+            metadata["exception"] = _clean(exc_type, _METADATA_TEXT_LIMIT)
+        if suppressed:
+            metadata["suppressed"] = suppressed
+        return metadata
+
+    def _secret(self) -> str | None:
+        signer = self.client._signer
+        return signer._key.decode("utf-8") if signer is not None else None
+
+    def close(self) -> None:
+        """Stop handling; close the outbox (flushing for its ``exit_timeout``) if the
+        handler made it, and the client if it made that. A passed-in one stays open."""
+        self.acquire()
+        try:
+            if self._owns_outbox:
+                self.outbox.close(self.outbox.exit_timeout)  # a second close returns at once
+            if self._owns_client:
+                self.client.close()
+        finally:
+            self.release()
+            super().close()
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        return f"<AlertHandler {self.webhook_url!r} ({level})>"
+
+
+def _from_sdk(name: str) -> bool:
+    return name == "opshift" or name.startswith("opshift.")
+
+
+def _level(name: str, value: object) -> int:
+    """A level number from an int or a registered name (``"ERROR"``, any case)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        if value.strip().isdigit():  # JSON object keys are always strings: {"45": "sev1"}
+            return int(value)
+        for candidate in (value, value.strip().upper()):
+            number = logging.getLevelName(candidate)  # the number, for a registered name
+            if isinstance(number, int):
+                return number
+    raise ConfigurationError(
+        f"{name} must be a logging level: a number >= 0 or a name such as ERROR or "
+        f"WARNING (got {value!r:.40})."
+    )
+
+
+def _severity_table(severity: object) -> dict[int, Severity]:
+    """The level -> severity table: the defaults, overridden by ``severity``."""
+    choices = _validation.choices_for("severity")
+    if severity is None:
+        return dict(DEFAULT_SEVERITIES)
+    if isinstance(severity, str):
+        if severity not in choices:
+            raise ConfigurationError(
+                f"severity must be one of {', '.join(choices)} or a mapping of levels to "
+                f"them (got {severity!r:.40})."
+            )
+        return {logging.NOTSET: cast("Severity", severity)}
+    if not isinstance(severity, Mapping):
+        raise ConfigurationError(
+            f"severity must be a severity such as 'sev1' or a mapping of levels to "
+            f"severities, not {type(severity).__name__}."
+        )
+    table = dict(DEFAULT_SEVERITIES)
+    for level, value in severity.items():
+        if value not in choices:
+            raise ConfigurationError(
+                f"severity[{level!r:.40}] must be one of {', '.join(choices)} (got {value!r:.40})."
+            )
+        table[_level(f"severity key {level!r:.40}", level)] = value
+    return table
+
+
+def _check_instance(name: str, value: object, kind: type) -> None:
+    if value is not None and not isinstance(value, kind):
+        hint = (
+            ' (in dictConfig, refer to it as "ext://module.attribute")'
+            if isinstance(value, str)
+            else ""
+        )
+        raise ConfigurationError(
+            f"{name} must be an {kind.__name__}, not {type(value).__name__}{hint}."
+        )
+
+
+def _exception_type(record: logging.LogRecord) -> str:
+    """The qualified name of the record's exception type, or "" when it has none."""
+    if not record.exc_info or record.exc_info[0] is None:
+        return ""
+    kind = record.exc_info[0]
+    module = getattr(kind, "__module__", None)
+    name = getattr(kind, "__qualname__", None) or kind.__name__
+    return name if module in (None, "builtins") else f"{module}.{name}"
+
+
+def _group_key(logger_name: str, template: str, exc_type: str) -> str:
+    """A stable key (the same in every process) from logger, template and exception type.
+
+    The logger name keeps it readable; a hash of all three keeps it short and distinct.
+    """
+    source = "\0".join((logger_name, template, exc_type)).encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    return f"log:{_clean(logger_name, 100)}:{digest}"
+
+
+def _title(message: str, record: logging.LogRecord) -> str:
+    """The message's first non-blank line; the logger and level for a blank message."""
+    for line in message[:_TITLE_SCAN].splitlines():
+        if line.strip():
+            return _clean(line.strip(), TITLE_LIMIT)
+    return _clean(f"{record.levelname} in {record.name}", TITLE_LIMIT)
+
+
+def _description(message: str, trace: str) -> str:
+    """The message and the traceback in 2,000 characters: the message's start and the
+    traceback's end (where the exception and its cause are) survive a cut."""
+    # Only the message's first and the trace's last 2,000 characters can be kept.
+    message = _clean(message[: DESCRIPTION_LIMIT + 1])
+    trace = _clean(trace[-(DESCRIPTION_LIMIT + 1) :])
+    if not trace:
+        return _cut(message, DESCRIPTION_LIMIT) if message.strip() else ""
+    budget = DESCRIPTION_LIMIT - 1  # the newline between them
+    if len(message) + len(trace) <= budget:
+        return f"{message}\n{trace}"
+    head = _cut(message, max(min(len(message), _MESSAGE_HEAD), budget - len(trace)))
+    room = budget - len(head)
+    tail = trace if len(trace) <= room else _ELLIPSIS + trace[len(trace) - room + 1 :]
+    return f"{head}\n{tail}"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + _ELLIPSIS
+
+
+def _clean(text: str, limit: int | None = None) -> str:
+    """Text that encodes as UTF-8 (lone surrogates, e.g. from undecodable file names,
+    become escapes rather than failing validation), cut to ``limit``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if limit is None else _cut(text, limit)
