@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from opshift import OpShift
-from opshift.testing import OpShiftServer
+if TYPE_CHECKING:  # imported by the fixtures: loading the plugin costs every pytest run
+    from opshift import OpShift
+    from opshift.testing import OpShiftServer
 
 __all__ = ["opshift_client", "opshift_server"]
 
@@ -36,6 +38,8 @@ def opshift_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpShiftServer]:
     signature_valid, status), ``.monitors`` and ``.alerts``. The controls of
     ``opshift.testing.OpShiftServer`` work too, e.g. ``opshift_server.fail_next(503)``.
     """
+    from opshift.testing import OpShiftServer
+
     secret = secrets.token_hex(32)
     with OpShiftServer(secret, auto_create=True) as server:
         monkeypatch.setenv("OPSHIFT_SECRET", secret)
@@ -56,5 +60,7 @@ def opshift_client(opshift_server: OpShiftServer) -> Iterator[OpShift]:
     To see a failure at once instead of after the retries, use
     ``opshift_client.with_options(max_retries=0)`` with ``opshift_server.fail_next(503)``.
     """
+    from opshift import OpShift
+
     with OpShift(opshift_server.model.secret, base_url=opshift_server.url) as client:
         yield client
