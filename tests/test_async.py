@@ -15,6 +15,8 @@ from .helpers import SECRET
 
 
 def test_ping_and_alert(server: OpShiftServer) -> None:
+    """Awaited ping and alert send the same bodies and raise the same errors as the sync client."""
+
     async def main() -> None:
         async with AsyncOpShift(SECRET, base_url=server.url) as client:
             ping = await client.ping("payments-worker", status="down", reason="r")
@@ -52,6 +54,8 @@ def test_calls_run_off_the_event_loop_thread(server: OpShiftServer) -> None:
 
 
 def test_async_monitor(server: OpShiftServer) -> None:
+    """`async with client.monitor()` pings up over HTTP when the block ends."""
+
     async def main() -> None:
         client = AsyncOpShift(SECRET, base_url=server.url)
         async with client.monitor("payments-worker"):
@@ -62,6 +66,7 @@ def test_async_monitor(server: OpShiftServer) -> None:
 
 
 def test_repr_and_sync_client() -> None:
+    """The async client's repr shows settings, never the secret, and exposes the sync client."""
     client = AsyncOpShift(SECRET, base_url="http://127.0.0.1:1")
     assert repr(client).startswith("AsyncOpShift(base_url='http://127.0.0.1:1'")
     assert SECRET not in repr(client)

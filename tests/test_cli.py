@@ -88,6 +88,7 @@ def last_body(server: OpShiftServer) -> dict[str, Any]:
 
 
 def test_ping_prints_the_response(cli: InProcess, server: OpShiftServer) -> None:
+    """`opshift ping` sends every flag as a field and prints OpShift's JSON answer."""
     done = cli("ping", "payments-worker", "--status", "down", "--reason", "disk full",
                    "--group-key", "disks", "--metadata", '{"free": 0}', env=server_env(server))  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -101,6 +102,7 @@ def test_ping_prints_the_response(cli: InProcess, server: OpShiftServer) -> None
 
 
 def test_console_script_and_quiet(server: OpShiftServer) -> None:
+    """The installed `opshift` script works and --quiet prints nothing on success."""
     done = opshift("ping", "payments-worker", "--quiet", env=server_env(server), script=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
@@ -108,6 +110,7 @@ def test_console_script_and_quiet(server: OpShiftServer) -> None:
 
 
 def test_alert(cli: InProcess, server: OpShiftServer) -> None:
+    """`opshift alert` sends title, description and severity and prints the answer."""
     done = cli("alert", "deploy-failures", "--title", "Deploy failed", "--severity", "sev1",
                    "--description", "exit 137", env=server_env(server))  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -120,6 +123,7 @@ def test_alert(cli: InProcess, server: OpShiftServer) -> None:
 
 
 def test_base_url_flag_overrides_the_environment(cli: InProcess, server: OpShiftServer) -> None:
+    """--base-url wins over OPSHIFT_BASE_URL."""
     env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": refused_url()}
     done = cli("ping", "payments-worker", "--base-url", server.url, "-q", env=env)
     assert done.returncode == 0, done.stderr
@@ -127,6 +131,7 @@ def test_base_url_flag_overrides_the_environment(cli: InProcess, server: OpShift
 
 
 def test_api_error_exits_1_with_one_line(cli: InProcess, server: OpShiftServer) -> None:
+    """An API error exits 1 with one line on stderr naming the status and OpShift's text."""
     done = cli("ping", "no-such-monitor", env=server_env(server))
     assert done.returncode == 1
     assert done.stdout == ""
@@ -136,6 +141,7 @@ def test_api_error_exits_1_with_one_line(cli: InProcess, server: OpShiftServer) 
 
 
 def test_network_error_exits_1(cli: InProcess) -> None:
+    """An unreachable OpShift exits 1 and says the connection was refused."""
     env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": refused_url()}
     done = cli("ping", "w", "--timeout", "5", env=env)
     assert done.returncode == 1
@@ -143,6 +149,7 @@ def test_network_error_exits_1(cli: InProcess) -> None:
 
 
 def test_missing_secret_exits_2(cli: InProcess) -> None:
+    """Without OPSHIFT_SECRET the CLI exits 2 and names the variable."""
     done = cli("ping", "w")
     assert done.returncode == 2
     assert "OPSHIFT_SECRET" in done.stderr
@@ -174,6 +181,7 @@ def test_missing_secret_exits_2(cli: InProcess) -> None:
     ],
 )
 def test_usage_errors_exit_2(cli: InProcess, args: list[str], message: str) -> None:
+    """Each usage mistake exits 2 with argparse's message naming the argument."""
     done = cli(*args, env={"OPSHIFT_SECRET": SECRET})
     assert done.returncode == 2
     assert message in done.stderr
@@ -181,6 +189,7 @@ def test_usage_errors_exit_2(cli: InProcess, args: list[str], message: str) -> N
 
 @pytest.mark.parametrize("command", ["ping", "alert", "run", "demo"])
 def test_help_has_an_example(cli: InProcess, command: str) -> None:
+    """Every subcommand's --help ends with runnable examples."""
     done = cli(command, "--help")
     assert done.returncode == 0
     assert "examples:" in done.stdout
@@ -188,6 +197,7 @@ def test_help_has_an_example(cli: InProcess, command: str) -> None:
 
 
 def test_run_success_pings_up_and_streams_output(server: OpShiftServer) -> None:
+    """`opshift run` streams the command's output through and pings up with its stderr tail."""
     code = "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"
     done = opshift(
         "run", "payments-worker", "--", sys.executable, "-c", code, env=server_env(server)
@@ -204,6 +214,7 @@ def test_run_success_pings_up_and_streams_output(server: OpShiftServer) -> None:
 
 
 def test_run_failure_pings_down_and_keeps_the_exit_code(server: OpShiftServer) -> None:
+    """A failing command pings down with its last 20 stderr lines; opshift exits with its code."""
     code = "import sys; [print(f'line {n}', file=sys.stderr) for n in range(100)]; sys.exit(3)"
     done = opshift("run", "payments-worker", sys.executable, "-c", code, env=server_env(server))
     assert done.returncode == 3
@@ -217,6 +228,7 @@ def test_run_failure_pings_down_and_keeps_the_exit_code(server: OpShiftServer) -
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_run_signal_death(server: OpShiftServer) -> None:
+    """A command killed by a signal exits 128+N and pings down naming the signal."""
     code = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
     done = opshift(
         "run", "payments-worker", "--", sys.executable, "-c", code, env=server_env(server)
@@ -226,6 +238,7 @@ def test_run_signal_death(server: OpShiftServer) -> None:
 
 
 def test_run_exit_status_survives_an_unreachable_opshift() -> None:
+    """With OpShift unreachable, `opshift run` still exits with the command's status."""
     env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": refused_url()}
     done = opshift(
         "run", "w", "--timeout", "5", "--", sys.executable, "-c", "raise SystemExit(3)", env=env
@@ -235,6 +248,7 @@ def test_run_exit_status_survives_an_unreachable_opshift() -> None:
 
 
 def test_run_exit_status_survives_a_missing_secret() -> None:
+    """With no secret, `opshift run` still runs the command and says why nothing was sent."""
     done = opshift("run", "w", "--", sys.executable, "-c", "print('ran')")
     assert done.returncode == 0
     assert done.stdout == "ran\n"
@@ -242,12 +256,14 @@ def test_run_exit_status_survives_a_missing_secret() -> None:
 
 
 def test_run_command_not_found(server: OpShiftServer) -> None:
+    """A missing program exits 127 and pings down saying so."""
     done = opshift("run", "payments-worker", "--", "/no/such/program", env=server_env(server))
     assert done.returncode == 127
     assert last_body(server)["reason"] == "command not found: /no/such/program"
 
 
 def test_demo_runs_without_an_account(cli: InProcess) -> None:
+    """`opshift demo` pings and alerts an embedded OpShift and shows the signatures it checked."""
     done = cli("demo")
     assert done.returncode == 0, done.stderr
     out = done.stdout

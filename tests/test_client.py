@@ -94,6 +94,7 @@ def test_headers(env: Env) -> None:
 
 
 def test_non_ascii_text_is_sent_as_utf8(env: Env) -> None:
+    """Non-ASCII text goes on the wire as UTF-8, not \\u escapes, and signs correctly."""
     env.client.alert("deploy-failures", title="Déploiement échoué \u2014 api")
     assert env.backend.requests[-1].body == '{"title":"Déploiement échoué \u2014 api"}'.encode()
     assert env.backend.requests[-1].signature_valid
@@ -211,6 +212,7 @@ def test_missing_signature_is_401(env: Env) -> None:
 
 
 def test_wrong_secret_is_401(env: Env) -> None:
+    """A wrong secret gets 401 with advice naming OPSHIFT_SECRET."""
     client = env.client_with(secret=OTHER_SECRET)
     with pytest.raises(AuthenticationError) as caught:
         client.alert("deploy-failures", title="x")
@@ -230,6 +232,7 @@ def test_previous_secret_accepted_during_rotation() -> None:
 
 
 def test_inactive_subscription_is_403(env: Env) -> None:
+    """An inactive subscription is a PermissionDeniedError saying so."""
     env.backend.subscription_active = False
     with pytest.raises(PermissionDeniedError) as caught:
         env.client.ping("payments-worker")
@@ -238,6 +241,7 @@ def test_inactive_subscription_is_403(env: Env) -> None:
 
 
 def test_unknown_token_and_webhook_are_404(env: Env) -> None:
+    """Unknown tokens and webhooks are NotFoundError with OpShift's text and dashboard advice."""
     with pytest.raises(NotFoundError) as ping:
         env.client.ping("no-such-monitor")
     with pytest.raises(NotFoundError) as alert:
@@ -312,6 +316,8 @@ def test_custom_transport_gets_url_body_headers_timeout() -> None:
 
 
 def test_custom_transport_status_is_honoured() -> None:
+    """A custom transport's status and body become the matching error."""
+
     def transport(
         url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> tuple[int, bytes]:
@@ -339,6 +345,8 @@ def test_custom_transport_exception_is_wrapped_with_cause() -> None:
 
 
 def test_custom_transport_oserror_is_a_network_error() -> None:
+    """An OSError from a custom transport is a NetworkError with the cause chained."""
+
     def transport(
         url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> tuple[int, bytes]:
@@ -351,6 +359,8 @@ def test_custom_transport_oserror_is_a_network_error() -> None:
 
 
 def test_custom_transport_returning_garbage() -> None:
+    """A custom transport that returns the wrong shape is an error telling you to fix it."""
+
     def transport(
         url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> tuple[int, bytes]:
@@ -386,6 +396,7 @@ def test_unusable_success_bodies(status: int, data: bytes, expected: str) -> Non
 
 
 def test_connection_refused_is_status_0() -> None:
+    """A refused connection is a NetworkError with status 0 and no body."""
     client = OpShift(SECRET, base_url=refused_url(), max_retries=0)
     with pytest.raises(NetworkError) as caught:
         client.ping("payments-worker")
@@ -436,6 +447,7 @@ def test_called_through_asyncio_to_thread(server: OpShiftServer) -> None:
 
 
 def test_repr_shows_settings_never_the_secret(env: Env) -> None:
+    """The client's repr shows its settings and never the secret."""
     text = repr(env.client)
     assert text.startswith("OpShift(base_url=")
     assert "timeout=30.0" in text
@@ -454,6 +466,7 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch, server: OpShiftS
 
 
 def test_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no base_url and no OPSHIFT_BASE_URL, calls go to https://www.opshift.io."""
     monkeypatch.delenv("OPSHIFT_BASE_URL", raising=False)
     assert OpShift(SECRET).base_url == "https://www.opshift.io"
     assert OpShift(secret=SECRET).base_url == "https://www.opshift.io"

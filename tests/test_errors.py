@@ -37,12 +37,14 @@ def test_error_for_status(status: int, cls: type[errors.OpShiftError], advice: s
 
 
 def test_json_body_without_error_field_is_kept() -> None:
+    """A JSON error body without an error field is kept and summarised in the message."""
     error = error_for_status(500, b'{"detail": "x"}')
     assert error.body == {"detail": "x"}
     assert "non-JSON" in str(error)  # no "error" text to quote: the raw body is summarised
 
 
 def test_long_non_json_body_is_summarised() -> None:
+    """A long HTML error page is summarised by its size, never pasted whole."""
     error = error_for_status(502, b"<html>" + b"x" * 5000)
     assert error.body is None
     assert "5006 bytes" in str(error)
@@ -50,6 +52,7 @@ def test_long_non_json_body_is_summarised() -> None:
 
 
 def test_hierarchy() -> None:
+    """Every error is an OpShiftError; timeouts are network errors; bad input is a ValueError."""
     assert issubclass(errors.RequestTimeoutError, errors.NetworkError)
     assert issubclass(errors.BadRequestError, ValueError)
     assert issubclass(errors.ConfigurationError, ValueError)
@@ -59,6 +62,7 @@ def test_hierarchy() -> None:
 
 @pytest.mark.parametrize("name", errors.__all__)
 def test_every_error_pickles(name: str) -> None:
+    """Each error class pickles with its message, status and body."""
     cls = getattr(errors, name)
     error = cls("message", status_code=418, body={"error": "x"})
     copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes

@@ -55,6 +55,7 @@ def test_lazy_names_resolve() -> None:
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
+    """A misspelt name on the package raises AttributeError naming it."""
     import opshift
 
     try:
@@ -66,6 +67,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 
 def test_a_first_ping_does_not_import_logging_handlers() -> None:
+    """A first ping does not import logging.handlers."""
     added = _new_modules(
         "import opshift\n"
         "from opshift.testing import FakeTransport\n"

@@ -29,6 +29,7 @@ def _last(server: OpShiftServer) -> dict[str, Any]:
 
 
 def test_success_pings_up_with_duration(server: OpShiftServer) -> None:
+    """A block that ends normally pings up with metadata, group_key and durationMs."""
     client = OpShift(SECRET, base_url=server.url)
     with client.monitor("payments-worker", metadata={"batch": 7}, group_key="payments"):
         pass
@@ -63,6 +64,7 @@ def test_exception_pings_down_and_propagates_unchanged(server: OpShiftServer) ->
 
 
 def test_decorator_reports_each_call_and_returns_the_value(server: OpShiftServer) -> None:
+    """As a decorator, each call pings its own outcome and the function keeps its name and value."""
     client = OpShift(SECRET, base_url=server.url)
 
     @client.monitor("payments-worker")
@@ -83,6 +85,7 @@ def test_decorator_reports_each_call_and_returns_the_value(server: OpShiftServer
 
 
 def test_async_decorator_and_async_with(server: OpShiftServer) -> None:
+    """Async functions and `async with` are monitored like sync ones."""
     client = OpShift(SECRET, base_url=server.url)
 
     @client.monitor("payments-worker")
@@ -136,6 +139,7 @@ def test_failing_ping_does_not_mask_the_jobs_outcome(caplog: pytest.LogCaptureFi
 
 
 def test_keyboard_interrupt_counts_as_down_and_propagates(server: OpShiftServer) -> None:
+    """Ctrl-C during the job pings down and still interrupts."""
     client = OpShift(SECRET, base_url=server.url)
     with pytest.raises(KeyboardInterrupt), client.monitor("payments-worker"):
         raise KeyboardInterrupt
@@ -161,6 +165,7 @@ def test_system_exit(server: OpShiftServer, code: object, status: str) -> None:
 
 
 def test_invalid_metadata_fails_at_setup_not_at_the_end() -> None:
+    """Bad metadata, group_key or token raise when the monitor is made."""
     client = OpShift(SECRET, base_url=refused_url())
     with pytest.raises(BadRequestError, match="metadata must be a JSON object"):
         client.monitor("payments-worker", metadata=[1])  # type: ignore[arg-type]
@@ -183,6 +188,7 @@ def test_invalid_metadata_fails_at_setup_not_at_the_end() -> None:
     ],
 )
 def test_failure_reason(exc: BaseException, expected: str) -> None:
+    """The reason is the exception's type and message, or its type alone."""
     assert failure_reason(exc) == expected
 
 

@@ -392,8 +392,7 @@ def _python(code: str, **kwargs: Any) -> subprocess.Popen[str]:
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_kill_9_right_after_enqueue_loses_nothing(live: OpShiftServer, tmp_path: Path) -> None:
-    """A process killed mid-delivery leaves its item; the next Outbox on the path sends it
-    at once, since the dead process's lease on the destination is freed."""
+    """A process killed mid-delivery loses nothing: the next Outbox on the path sends at once."""
     path = tmp_path / "o.sqlite3"
     with socket.create_server(("127.0.0.1", 0)) as silent:  # the child's send hangs here
         child = _python(

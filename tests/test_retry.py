@@ -108,6 +108,7 @@ def _client(fake: FakeTransport, **options: object) -> tuple[OpShift, list[float
 
 
 def test_client_retries_503_then_succeeds_with_backoff() -> None:
+    """Two 503s are retried after 0.5 s and 1 s with the same signed body; the third answer wins."""
     fake = FakeTransport(SECRET)
     fake.fail_next(503, times=2)
     client, waits = _client(fake)
@@ -119,6 +120,7 @@ def test_client_retries_503_then_succeeds_with_backoff() -> None:
 
 
 def test_client_gives_up_after_max_retries() -> None:
+    """After max_retries the last ServerError is raised with OpShift's body."""
     fake = FakeTransport(SECRET)
     fake.fail_next(500, {"error": "boom"}, times=10)
     client, waits = _client(fake, max_retries=3)
@@ -130,6 +132,7 @@ def test_client_gives_up_after_max_retries() -> None:
 
 
 def test_max_retries_zero_sends_once() -> None:
+    """max_retries=0 sends once and never sleeps."""
     fake = FakeTransport(SECRET)
     fake.fail_next(503)
     client, waits = _client(fake, max_retries=0)
@@ -140,6 +143,7 @@ def test_max_retries_zero_sends_once() -> None:
 
 
 def test_network_errors_are_retried() -> None:
+    """A reset connection is retried like a 5xx."""
     fake = FakeTransport(SECRET)
     fake.raise_next(ConnectionResetError("reset"))
     client, waits = _client(fake)
@@ -149,6 +153,7 @@ def test_network_errors_are_retried() -> None:
 
 
 def test_auth_errors_are_not_retried() -> None:
+    """A 401 is never retried."""
     fake = FakeTransport("f" * 64)
     client, waits = _client(fake, max_retries=5)
     with pytest.raises(AuthenticationError):
@@ -179,6 +184,7 @@ def test_each_attempt_gets_the_time_left() -> None:
 
 
 def test_timeout_is_not_retried_when_the_deadline_is_spent() -> None:
+    """A timeout with no time left is raised at once, not retried."""
     fake = FakeTransport(SECRET)
     fake.raise_next(TimeoutError("timed out"))
     client, waits = _client(fake, timeout=0.001)

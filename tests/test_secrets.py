@@ -84,6 +84,7 @@ def test_no_secret_or_signature_in_errors_or_logs(caplog: pytest.LogCaptureFixtu
 
 
 def test_reprs_hide_the_secret() -> None:
+    """No repr or str of a client, transport or request shows the secret or a signature."""
     fake = FakeTransport(SECRET)
     client = OpShift(SECRET, transport=fake)
     client.ping("w")
@@ -100,6 +101,7 @@ def test_reprs_hide_the_secret() -> None:
 
 
 def test_debug_log_records_method_path_status_attempt(caplog: pytest.LogCaptureFixture) -> None:
+    """DEBUG logging records method, path, status and attempt, and the retry's wait."""
     caplog.set_level(logging.DEBUG, logger="opshift")
     fake = FakeTransport(SECRET)
     fake.fail_next(503)

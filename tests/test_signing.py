@@ -55,6 +55,7 @@ def test_key_is_the_secret_text_not_hex_decoded() -> None:
 
 
 def test_signature_is_64_lowercase_hex() -> None:
+    """A signature is 64 lowercase hex characters."""
     signature = opshift.sign(b"{}", SECRET)
     assert len(signature) == 64
     assert signature == signature.lower()
@@ -86,10 +87,12 @@ def test_verify(signature: str, expected: bool) -> None:
 
 
 def test_verify_rejects_other_body_and_other_secret() -> None:
+    """verify() fails for a changed body or another secret."""
     good = opshift.sign(PING_EXAMPLE, SECRET)
     assert not opshift.verify(PING_EXAMPLE + b" ", good, SECRET)
     assert not opshift.verify(PING_EXAMPLE, good, "0" * 64)
 
 
 def test_verify_rejects_non_string_signature() -> None:
+    """verify() returns False for a signature that is not a string."""
     assert opshift.verify(b"", None, SECRET) is False  # type: ignore[arg-type]

@@ -155,12 +155,14 @@ def test_constructor_rejects_bad_secrets(secret: Any, message: str) -> None:
 
 
 def test_missing_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No secret anywhere is a ConfigurationError saying where to set it."""
     monkeypatch.delenv("OPSHIFT_SECRET", raising=False)
     with pytest.raises(ConfigurationError, match="set OPSHIFT_SECRET"):
         OpShift()
 
 
 def test_secret_from_environment_with_newline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trailing newline in OPSHIFT_SECRET gets its own message naming the variable."""
     monkeypatch.setenv("OPSHIFT_SECRET", SECRET + "\n")
     with pytest.raises(ConfigurationError, match="in OPSHIFT_SECRET has surrounding whitespace"):
         OpShift()
@@ -179,11 +181,13 @@ def test_secret_from_environment_with_newline(monkeypatch: pytest.MonkeyPatch) -
     ],
 )
 def test_constructor_rejects_bad_base_urls(base_url: str) -> None:
+    """Each malformed base_url is refused at construction."""
     with pytest.raises(ConfigurationError, match="base_url"):
         OpShift(SECRET, base_url=base_url)
 
 
 def test_base_url_credentials_are_rejected_without_echo() -> None:
+    """Credentials in base_url are refused without echoing the password."""
     with pytest.raises(ConfigurationError) as caught:
         OpShift(SECRET, base_url="https://user:hunter2@opshift.example")
     assert "hunter2" not in str(caught.value)
@@ -204,6 +208,7 @@ def test_base_url_credentials_are_rejected_without_echo() -> None:
     ],
 )
 def test_constructor_rejects_bad_options(options: dict[str, Any], message: str) -> None:
+    """Bad timeouts, retry settings and transports are refused at construction."""
     with pytest.raises(ConfigurationError, match=message):
         OpShift(SECRET, **options)
 
