@@ -122,8 +122,7 @@ class Outbox:
         self._full_unlogged = 0
         self._closed = False
         self._init_threading()
-        _live.add(self)
-        atexit.register(_flush_at_exit, weakref.ref(self))
+        _live.add(self)  # for the fork hook and the exit flush
 
     def _init_threading(self) -> None:
         self._pid = os.getpid()
@@ -283,7 +282,12 @@ class Outbox:
             return True
         if os.getpid() != self._pid:
             self._after_fork()
-        if not self._closed and self._background and self._start():
+        return self._flush(deadline, start=not self._closed)
+
+    def _flush(self, deadline: float, *, start: bool) -> bool:
+        """Let the sender thread deliver (starting it if allowed), else deliver here."""
+        running = self._thread is not None and self._thread.is_alive()
+        if self._background and (running or (start and self._start())):
             return self._wait_for_sender(deadline)
         return self._deliver_inline(deadline)
 
@@ -320,16 +324,16 @@ class Outbox:
         What is still waiting stays in the file (with a ``path``) for the next Outbox.
         Queuing after close raises ``OpShiftError``.
         """
+        deadline = time.monotonic() + _validation.check_number("timeout", timeout, inclusive=True)
         if self._closed:
             return self.pending == 0 if self._store is not None else True
-        started = time.monotonic()
-        flushed = self.flush(timeout)
-        self._closed = True
+        self._closed = True  # from here on ping() and alert() raise: nothing slips in unsent
+        flushed = self._flush(deadline, start=False) if self._store is not None else True
         self._stopping = True
         self._wakeup.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, timeout - (time.monotonic() - started)))
+            thread.join(max(0.0, deadline - time.monotonic()))
         if thread is None or not thread.is_alive():  # else it is mid-send: let it finish
             for store in self._stores():
                 store.close()
@@ -519,17 +523,17 @@ def _final(error: OpShiftError) -> bool:
     return 400 <= error.status_code <= 499 and error.status_code not in (407, 408, 429)
 
 
-def _flush_at_exit(ref: weakref.ReferenceType[Outbox]) -> None:
-    outbox = ref()
-    if outbox is None or outbox._closed or outbox._store is None:
-        return
-    if os.getpid() != outbox._pid:
-        return  # a forked child that exits leaves delivery to its parent
-    try:
-        if outbox.pending:
-            outbox.flush(outbox.exit_timeout)
-    except Exception:  # at exit, report and move on
-        _log.logger().exception("Could not flush the outbox at exit.")
+@atexit.register
+def _flush_at_exit() -> None:
+    """At interpreter exit, give each open outbox up to its exit_timeout to deliver."""
+    for outbox in list(_live):
+        if outbox._closed or outbox._store is None or os.getpid() != outbox._pid:
+            continue  # a process without the fork hook leaves a parent's items alone
+        try:
+            if outbox.pending:
+                outbox.flush(outbox.exit_timeout)
+        except Exception:  # at exit, report and move on
+            _log.logger().exception("Could not flush the outbox at exit.")
 
 
 def _after_fork_in_child() -> None:
