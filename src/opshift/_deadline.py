@@ -10,7 +10,6 @@ over after a response are seen. Shared by both transports.
 from __future__ import annotations
 
 import io
-import math
 import select
 import socket
 import time
@@ -136,7 +135,7 @@ class DeadlineSocket:
         pending = getattr(self.raw, "pending", None)  # bytes OpenSSL decrypted but we did not read
         if pending is not None and pending():
             return False
-        return not wait_ready(self.raw, write=False, timeout=0.0)
+        return not _readable_now(self.raw)
 
     def _decref_socketios(self) -> None:
         # Same contract as socket.socket: the real close waits for open makefile() readers.
@@ -153,17 +152,11 @@ class DeadlineSocket:
         return self.raw.fileno()
 
 
-def wait_ready(sock: socket.socket, *, write: bool, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for ``sock`` to be readable (or writable); any fd number.
-
-    Errors and hang-ups count as ready: the next operation will report them.
-    """
+def _readable_now(sock: socket.socket) -> bool:
+    """True if a read would not block (data, EOF or an error waits); any fd number."""
     if _poll is not None:
         poller = _poll()
-        poller.register(sock, select.POLLOUT if write else select.POLLIN)
-        return bool(poller.poll(math.ceil(timeout * 1000)))
-    want = [sock]
-    readable, writable, failed = select.select(
-        [] if write else want, want if write else [], want, timeout
-    )
-    return bool(readable or writable or failed)
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, failed = select.select([sock], [], [sock], 0)
+    return bool(readable or failed)

@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
-from ._deadline import CountingReader, DeadlineSocket, wait_ready
+from ._deadline import CountingReader, DeadlineSocket
 from .errors import ConfigurationError
 from .transport import ProxyRefused
 
@@ -361,25 +361,13 @@ def open_socket(host: str, port: int, deadline: float) -> socket.socket:
 def handshake(
     context: ssl.SSLContext, raw: socket.socket, server_hostname: str, deadline: float
 ) -> ssl.SSLSocket:
-    """Wrap ``raw`` in TLS and complete the handshake by the deadline, however it is paced.
+    """Wrap ``raw`` in TLS, the handshake bounded by the time left however it is paced.
 
-    A blocking handshake gives each of its reads the whole timeout; this one waits with
-    poll for only the time left.
+    CPython's handshake takes the socket timeout as one deadline for the whole handshake,
+    not per read (``_ssl.c``), so the time left is all it needs.
     """
-    tls = context.wrap_socket(raw, server_hostname=server_hostname, do_handshake_on_connect=False)
-    try:
-        tls.settimeout(0.0)
-        while True:
-            try:
-                tls.do_handshake()
-                return tls
-            except ssl.SSLWantReadError:
-                write = False
-            except ssl.SSLWantWriteError:
-                write = True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not wait_ready(tls, write=write, timeout=remaining):
-                raise socket.timeout("timed out during the TLS handshake")
-    except BaseException:
-        tls.close()
-        raise
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise socket.timeout("timed out before the TLS handshake")
+    raw.settimeout(remaining)
+    return context.wrap_socket(raw, server_hostname=server_hostname)
