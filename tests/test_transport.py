@@ -786,6 +786,39 @@ def test_building_a_client_loads_no_tls_and_no_urllib() -> None:
     assert json.loads(out.stdout) == []
 
 
+def test_the_cli_builds_its_parser_and_client_without_typing() -> None:
+    """`opshift alert ...` reaches its first call without importing typing (a cron job's 2 ms)."""
+    probe = (
+        "import json, sys\n"
+        "preloaded = 'typing' in sys.modules\n"
+        "from opshift import cli\n"
+        "cli._parser().parse_args(['alert', 'deploy', '--title', 't', '--quiet'])\n"
+        "cli.OpShift('ab' * 32, base_url='http://127.0.0.1:9')\n"
+        "print(json.dumps([preloaded, 'typing' in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    preloaded, loaded = json.loads(out.stdout)
+    if preloaded:
+        pytest.skip("this interpreter imports typing at start-up (a .pth file)")
+    assert not loaded
+
+
+def test_the_cli_metavars_list_the_enum_values_it_accepts() -> None:
+    """The CLI names --status and --severity values in its metavars; they match types.py."""
+    import argparse
+
+    from opshift import cli
+
+    commands = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    for command in commands.choices.values():
+        for action in command._actions:
+            if isinstance(action.choices, cli._Choices):
+                assert action.metavar == "{" + ",".join(action.choices) + "}"
+                checked += 1
+    assert checked == 2
+
+
 def test_transports_share_one_default_tls_context_built_on_first_https_call(
     monkeypatch: pytest.MonkeyPatch, certificate: Certificate
 ) -> None:

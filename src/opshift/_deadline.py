@@ -13,9 +13,12 @@ import io
 import select
 import socket
 import time
-from typing import Any
 
 from .transport import ResponseTooLarge
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 # All an exchange may read: status lines, headers, interim answers, chunk framing and the
 # body (itself capped at 1 MiB by transport.read_body). A server cannot make us read more.

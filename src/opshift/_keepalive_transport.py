@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from . import _validation
 from .errors import ConfigurationError, OpShiftError
 from .transport import check_ssl_context, read_answer, translate_exception
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
     import ssl
     from typing import Optional

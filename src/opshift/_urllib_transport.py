@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from .errors import OpShiftError
 from .transport import check_ssl_context, read_answer, translate_exception
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
     import ssl
     import urllib.request
+    from typing import Any
 
 __all__ = ["UrllibTransport"]
 

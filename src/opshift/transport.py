@@ -14,7 +14,6 @@ from here and from ``opshift``. Both send through the http.client subclasses in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import (
     ConfigurationError,
@@ -25,12 +24,18 @@ from .errors import (
     redirect_error,
 )
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
     import http.client
     import ssl
+    from typing import Any, Protocol
 
     from ._keepalive_transport import KeepAliveTransport
     from ._urllib_transport import UrllibTransport
+else:
+    # typing costs a cold start about 2 ms. At run time Transport is a plain class with the
+    # same method: a protocol is only ever named in annotations, never instantiated.
+    Protocol = object
 
 __all__ = ["KeepAliveTransport", "Transport", "UrllibTransport", "translate_exception"]
 
