@@ -493,6 +493,18 @@ def test_control_characters_in_the_target_never_reach_the_wire(
     assert server.connections == 0
 
 
+def test_host_and_content_length_given_by_the_caller_are_sent_once(transport_name: str) -> None:
+    """A caller's own Host or Content-Length replaces the generated one, never doubles it."""
+    with fs.FaultServer([OK]) as server:
+        transport = TRANSPORTS[transport_name]()
+        headers = {"Host": "ops.example", "Content-Length": "2", "Content-Type": "application/json"}
+        status, _ = transport(server.url + "/api/ping/w", b"{}", headers, 5.0)
+    assert status == 200
+    lines = server.requests[0].split(b"\r\n\r\n")[0].lower().split(b"\r\n")
+    assert [ln for ln in lines if ln.startswith(b"host:")] == [b"host: ops.example"]
+    assert [ln for ln in lines if ln.startswith(b"content-length:")] == [b"content-length: 2"]
+
+
 def test_proxy_url_without_a_port_goes_where_urllib_sends_it(
     no_proxy_env: pytest.MonkeyPatch,
 ) -> None:

@@ -97,7 +97,7 @@ class KeepAliveTransport:
                 else:
                     conn.renew(deadline)
                 sock = conn.sock
-                conn.request("POST", route.target, body, headers)
+                conn.post(route.target, headers, body)
                 response = conn.getresponse()
                 status, data = read_answer(response, conn.address if route.plain_proxy else None)
             except Exception as exc:
