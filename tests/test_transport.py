@@ -553,6 +553,24 @@ def test_a_407_to_connect_is_one_proxy_authentication_error(
     assert "alice" not in str(error)
 
 
+def test_a_401_to_connect_is_a_proxy_authentication_error_too(
+    transport_name: str, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """tinyproxy answers CONNECT with 401, not 407: still the proxy's credentials, once."""
+    unauthorized = (
+        b"HTTP/1.0 401 Unauthorized\r\nServer: tinyproxy/1.11.1\r\n"
+        b'WWW-Authenticate: Basic realm="Tinyproxy"\r\nConnection: close\r\n\r\n<html></html>'
+    )
+    with ProxyServer(answer=unauthorized) as proxy:
+        no_proxy_env.setenv("HTTPS_PROXY", proxy.url.replace("://", "://alice:wrong@"))
+        client = OpShift(SECRET, transport=TRANSPORTS[transport_name](), retry_backoff=0)
+        with pytest.raises(ProxyAuthenticationError) as caught:
+            client.ping("w")
+    assert len(proxy.seen) == 1
+    assert caught.value.status_code == 401
+    assert "HTTPS_PROXY" in str(caught.value)
+
+
 def test_a_407_to_a_plain_http_request_is_a_proxy_authentication_error(
     transport_name: str, no_proxy_env: pytest.MonkeyPatch
 ) -> None:

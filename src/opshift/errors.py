@@ -89,6 +89,7 @@ class ProxyAuthenticationError(OpShiftError):
     """407: the HTTP(S) proxy between you and OpShift refused its credentials; never retried.
 
     Nothing reached OpShift. Check the user and password in HTTPS_PROXY / HTTP_PROXY.
+    ``status_code`` is 407, or 401 where a proxy answered CONNECT so (tinyproxy does).
     """
 
 

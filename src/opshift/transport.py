@@ -56,7 +56,10 @@ class ResponseTooLarge(Exception):
 
 
 class ProxyRefused(Exception):
-    """A proxy answered a CONNECT with a non-2xx status, or a request it forwards with 407."""
+    """A proxy answered a CONNECT with a non-2xx status, or a request it forwards with 407.
+
+    ``target`` is the CONNECT's ``host:port``, empty for a forwarded request.
+    """
 
     def __init__(self, proxy: str, status: int, reason: str, variable: str, target: str) -> None:
         super().__init__(f"{status} from the proxy {proxy}")
@@ -143,12 +146,14 @@ def translate_exception(exc: BaseException, url: str, timeout: float) -> OpShift
 def _proxy_error(where: str, refused: ProxyRefused) -> OpShiftError:
     """A proxy's refusal, naming the proxy (never its password); 407 is never retried."""
     said = f"{refused.status} {refused.reason.strip()[:40]}".rstrip()
-    if refused.status == 407:
+    # Only the proxy can answer a CONNECT, so a 401 there is its challenge too (tinyproxy
+    # answers 401 where RFC 9110 says 407).
+    if refused.status == 407 or (refused.status == 401 and refused.target):
         return ProxyAuthenticationError(
             f"{where} failed: the proxy {refused.proxy} answered {said}: it refused the "
             f"credentials it was given, or was given none. Check the user and password in "
             f"the proxy URL ({refused.variable}); nothing reached OpShift.",
-            status_code=407,
+            status_code=refused.status,
         )
     return NetworkError(
         f"{where} failed: the proxy {refused.proxy} refused to open a tunnel to "
