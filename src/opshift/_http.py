@@ -29,7 +29,7 @@ from collections.abc import Mapping
 
 from ._deadline import CountingReader, DeadlineSocket
 from .errors import ConfigurationError
-from .transport import ProxyRefused
+from .transport import ProxyRefused, ResponseTooLarge
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
@@ -192,12 +192,11 @@ class Response(http.client.HTTPResponse):
         elif lengths is not None:
             values = {v.strip() for value in lengths for v in value.split(",")}
             value = values.pop() if len(values) == 1 else ""
-            try:
-                self.length = int(value) if value.isascii() and value.isdigit() else None
-            except ValueError:  # more digits than int() converts (Python 3.11+)
-                self.length = None
-            if self.length is None:
+            if not (value.isascii() and value.isdigit()):
                 raise ProtocolError(f"malformed Content-Length {', '.join(lengths)!r:.60}")
+            if len(value.lstrip("0")) > 18:  # int() may refuse so many digits, and it is absurd
+                raise ResponseTooLarge(f"response declares a {len(value)}-digit Content-Length")
+            self.length = int(value)
         if self.status in _NO_BODY:
             self._ambiguous = self._ambiguous or codings is not None
             self.chunked, self.length = False, 0
@@ -270,9 +269,14 @@ class HTTPConnection(http.client.HTTPConnection):
         if self.sock is not None:  # always, for a pooled connection
             self.sock.reset(deadline)
 
-    def reusable(self, response: Response) -> bool:
+    def reusable(self, response: http.client.HTTPResponse | None) -> bool:
         """True if another request may follow ``response`` on this connection."""
-        return response.reusable and self.sock is not None and self.sock.leftover() == 0
+        return (
+            isinstance(response, Response)
+            and response.reusable
+            and self.sock is not None
+            and self.sock.leftover() == 0
+        )
 
     def connect(self) -> None:
         """Connect, tunnel through a proxy and shake hands for TLS, all by the deadline."""
@@ -392,6 +396,8 @@ def open_socket(host: str, port: int, deadline: float) -> socket.socket:
             first_error = first_error or exc
             continue
         return sock
+    if time.monotonic() >= deadline:  # the last attempt spent what was left
+        raise socket.timeout("timed out while connecting")
     raise first_error or OSError(f"no address found for {host!r}")
 
 

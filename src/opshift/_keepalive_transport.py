@@ -105,14 +105,14 @@ class KeepAliveTransport:
                     response.close()  # it holds the socket when the server said close
                 if conn is not None:
                     conn.close()
-                dead = isinstance(exc, ConnectionError) and sock is not None
-                if reused and dead and sock.bytes_received == 0:  # type: ignore[union-attr]
+                dead = isinstance(exc, ConnectionError)
+                if reused and dead and sock is not None and sock.bytes_received == 0:
                     conn = None  # closed while idle, nothing answered: once, on a new one
                     continue
                 if isinstance(exc, OpShiftError):
                     raise
                 raise translate_exception(exc, url, timeout) from exc
-            if conn.reusable(response):  # type: ignore[arg-type]
+            if conn.reusable(response):
                 self._checkin(route.key, conn)
             else:
                 conn.close()
