@@ -16,9 +16,12 @@ from . import faultserver as fs
 from .helpers import PING_OK, SECRET, Certificate
 
 
-def ping_twice(behaviours: list[fs.Behaviour], max_idle_seconds: float = 30.0) -> fs.FaultServer:
+def ping_twice(behaviours: list[fs.Behaviour], max_idle_seconds: float = 0.0) -> fs.FaultServer:
     """Ping a FaultServer twice through one KeepAliveTransport; both pings must succeed."""
-    transport = KeepAliveTransport(max_idle_seconds=max_idle_seconds)
+    if max_idle_seconds:
+        transport = KeepAliveTransport(max_idle_seconds=max_idle_seconds)
+    else:
+        transport = KeepAliveTransport()
     with fs.FaultServer(behaviours) as server, transport:
         client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
         client.ping("w")
