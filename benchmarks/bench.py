@@ -1,21 +1,26 @@
-"""Benchmarks: requests/second against a local server, import time, per-call overhead.
+"""Benchmarks: requests/second against a local server, threads, cold start, imports, overhead.
 
-Run with ``benchmarks/run`` (it makes a venv with requests, httpx and matplotlib). Writes
-``docs/benchmarks.md`` (tables) and ``docs/benchmarks.png`` (bar chart).
+Run with ``benchmarks/run`` (it makes a venv with requests, httpx and matplotlib and
+installs the SDK, so the ``opshift`` command exists). Writes ``docs/benchmarks.md``
+(tables), ``docs/benchmarks.json`` (the numbers) and ``docs/benchmarks.png`` (a chart).
 
 Method: a small keep-alive HTTP/1.1 server runs in its own process, pinned to another
 core where the machine has one. Every client does what real code must per request:
 serialise the ping, sign it with HMAC-SHA256, POST it, parse the JSON answer (the SDK
 also validates). Clients are measured in interleaved rounds, in a shuffled order each
 round, and the median is reported, since one sequential run per client swings by +-20%
-on a noisy machine. Ratios are against raw ``http.client`` on one kept-alive
-connection, measured in the same run.
+on a noisy machine. Every ratio compares two rows of the same run.
+
+The report is a list of sections (``SECTIONS``): each measures into a JSON-able value
+and renders its own Markdown. To add one (say, the outbox), write a ``measure_*`` and a
+``render_*`` function and append them to ``SECTIONS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -29,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +48,27 @@ RESPONSE = json.dumps(
     }
 ).encode()
 METADATA = {"batch": 1247, "durationMs": 832}
+
+# Names of the rows the targets compare.
+KEEPALIVE = "opshift KeepAliveTransport"
+KEEPALIVE_32 = "opshift KeepAliveTransport(max_idle_connections=32)"
+DEFAULT = "opshift default (UrllibTransport)"
+LIMIT = "http.client keep-alive (the limit)"
+BARE_URLLIB = "bare urllib (opener built once)"
+HTTPX = "httpx.Client"
+REQUESTS = "requests.Session"
+CLI = "`opshift alert deploy-failures --title ... --quiet`"
+STDLIB_SCRIPT = "stdlib script: argparse, json, hmac, http.client (`benchmarks/stdlib_alert.py`)"
+CURL = "curl + openssl (reference, see below)"
+# Sign with openssl, send with curl: the shell recipe from OpShift's docs.
+CURL_RECIPE = (
+    'body=\'{"title":"Deploy failed"}\'; '
+    'sig=$(printf \'%s\' "$body" | openssl dgst -sha256 -hmac "$OPSHIFT_SECRET" -hex '
+    "| sed 's/^.* //'); "
+    "curl -sS --fail -o /dev/null -X POST -H 'Content-Type: application/json' "
+    '-H "X-Webhook-Signature: $sig" --data "$body" '
+    '"$OPSHIFT_BASE_URL/api/alerts/trigger/deploy-failures"'
+)
 
 
 # -- the server ---------------------------------------------------------------------------
@@ -117,6 +144,17 @@ class Server:
         self.process.join()
 
 
+@dataclass
+class Setup:
+    """What every section may use: the settings, a certificate and the running servers."""
+
+    rounds: int
+    requests: int
+    cert: str
+    context: ssl.SSLContext
+    urls: dict[str, str]  # "http" / "https" -> base URL of a running server
+
+
 # -- the clients --------------------------------------------------------------------------
 
 
@@ -130,13 +168,14 @@ def _signed() -> tuple[bytes, dict[str, str]]:
     return body, {"Content-Type": "application/json", "X-Webhook-Signature": signature}
 
 
-def make_clients(base: str, context: ssl.SSLContext) -> dict[str, Callable[[], Any]]:
+def make_clients(base: str, setup: Setup) -> dict[str, Callable[[], Any]]:
     """name -> a function doing one signed POST ping and reading the answer."""
     import http.client
     import urllib.request
 
     import opshift
 
+    context = setup.context
     url = base + "/api/ping/payments-worker"
     clients: dict[str, Callable[[], Any]] = {}
 
@@ -146,12 +185,8 @@ def make_clients(base: str, context: ssl.SSLContext) -> dict[str, Callable[[], A
     keepalive = opshift.OpShift(
         SECRET, base_url=base, transport=opshift.KeepAliveTransport(ssl_context=context)
     )
-    clients["opshift default (UrllibTransport)"] = lambda: default.ping(
-        "payments-worker", status="up", metadata=METADATA
-    )
-    clients["opshift KeepAliveTransport"] = lambda: keepalive.ping(
-        "payments-worker", status="up", metadata=METADATA
-    )
+    clients[DEFAULT] = lambda: default.ping("payments-worker", status="up", metadata=METADATA)
+    clients[KEEPALIVE] = lambda: keepalive.ping("payments-worker", status="up", metadata=METADATA)
 
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
@@ -161,7 +196,7 @@ def make_clients(base: str, context: ssl.SSLContext) -> dict[str, Callable[[], A
         with opener.open(request, timeout=30) as response:
             return json.loads(response.read())
 
-    clients["bare urllib (opener built once)"] = bare_urllib
+    clients[BARE_URLLIB] = bare_urllib
 
     host, port = base.split("://")[1].split(":")
     conn: http.client.HTTPConnection
@@ -175,66 +210,189 @@ def make_clients(base: str, context: ssl.SSLContext) -> dict[str, Callable[[], A
         conn.request("POST", "/api/ping/payments-worker", body, headers)
         return json.loads(conn.getresponse().read())
 
-    clients["http.client keep-alive (the limit)"] = raw_http_client
+    clients[LIMIT] = raw_http_client
+    clients.update(_shared_clients(base, setup, include_sdk=False))
+    return clients
 
-    try:
-        import requests
 
-        session = requests.Session()
-        # verify per request: REQUESTS_CA_BUNDLE in the environment would override the session's
+def _shared_clients(
+    base: str, setup: Setup, include_sdk: bool = True
+) -> dict[str, Callable[[], Any]]:
+    """Clients one object of which many threads may share: the SDK's, httpx's, requests'."""
+    url = base + "/api/ping/payments-worker"
+    clients: dict[str, Callable[[], Any]] = {}
+    if include_sdk:
+        import opshift
 
-        def with_requests() -> object:
-            body, headers = _signed()
-            return session.post(
-                url, data=body, headers=headers, timeout=30, verify=CERT_PATH
-            ).json()
-
-        clients["requests.Session"] = with_requests
-    except ImportError:
-        pass
+        transport = opshift.KeepAliveTransport(ssl_context=setup.context)
+        keepalive = opshift.OpShift(SECRET, base_url=base, transport=transport)
+        clients[KEEPALIVE] = lambda: keepalive.ping(
+            "payments-worker", status="up", metadata=METADATA
+        )
     try:
         import httpx
 
-        hclient = httpx.Client(verify=context, timeout=30)
+        hclient = httpx.Client(verify=setup.context, timeout=30)
 
         def with_httpx() -> object:
             body, headers = _signed()
             return hclient.post(url, content=body, headers=headers).json()
 
-        clients["httpx.Client"] = with_httpx
+        clients[HTTPX] = with_httpx
+    except ImportError:
+        pass
+    try:
+        import requests
+
+        session = requests.Session()
+
+        def with_requests() -> object:
+            body, headers = _signed()
+            # verify per request: REQUESTS_CA_BUNDLE would override the session's setting
+            response = session.post(url, data=body, headers=headers, timeout=30, verify=setup.cert)
+            return response.json()
+
+        clients[REQUESTS] = with_requests
     except ImportError:
         pass
     return clients
 
 
-LIMIT = "http.client keep-alive (the limit)"
-CERT_PATH = ""
+# -- sections: measure ----------------------------------------------------------------------
 
 
-def measure_throughput(
-    base: str, context: ssl.SSLContext, rounds: int, requests_per_round: int
-) -> dict[str, float]:
-    clients = make_clients(base, context)
-    for call in clients.values():  # warm up: connections, caches, imports
-        for _ in range(20):
-            call()
-    samples: dict[str, list[float]] = {name: [] for name in clients}
-    order = list(clients.items())
-    for _ in range(rounds):
-        random.shuffle(order)
-        for name, call in order:
-            started = time.perf_counter()
-            for _ in range(requests_per_round):
+def measure_throughput(setup: Setup) -> dict[str, dict[str, float]]:
+    """Requests/second of each client, one request at a time, over HTTP and HTTPS."""
+    result = {}
+    for scheme, base in setup.urls.items():
+        print(f"  throughput over {scheme} ...", file=sys.stderr)
+        clients = make_clients(base, setup)
+        for call in clients.values():  # warm up: connections, caches, imports
+            for _ in range(20):
                 call()
-            samples[name].append(requests_per_round / (time.perf_counter() - started))
+        samples: dict[str, list[float]] = {name: [] for name in clients}
+        order = list(clients.items())
+        for _ in range(setup.rounds):
+            random.shuffle(order)
+            for name, call in order:
+                started = time.perf_counter()
+                for _ in range(setup.requests):
+                    call()
+                samples[name].append(setup.requests / (time.perf_counter() - started))
+        result[scheme] = {name: statistics.median(values) for name, values in samples.items()}
+    return result
+
+
+THREAD_COUNTS = (8, 32)
+
+
+def measure_threads(setup: Setup) -> dict[str, dict[str, dict[str, float]]]:
+    """Requests/second when N threads share one client (pool defaults, as users get them)."""
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for scheme, base in setup.urls.items():
+        result[scheme] = {}
+        for count in THREAD_COUNTS:
+            print(f"  {count} threads over {scheme} ...", file=sys.stderr)
+            clients = _shared_clients(base, setup)
+            # For comparison only (the targets use the default): a pool as big as the
+            # thread count, so no connection is closed and reopened between calls.
+            import opshift
+
+            transport = opshift.KeepAliveTransport(
+                ssl_context=setup.context, max_idle_connections=32
+            )
+            sized = opshift.OpShift(SECRET, base_url=base, transport=transport)
+            clients[KEEPALIVE_32] = lambda sized=sized: sized.ping(
+                "payments-worker", status="up", metadata=METADATA
+            )
+            per_thread = max(20, math.ceil(2 * setup.requests / count))
+            for call in clients.values():
+                _run_threads(call, count, 5)  # warm up: fill the pools
+            samples: dict[str, list[float]] = {name: [] for name in clients}
+            order = list(clients.items())
+            for _ in range(setup.rounds):
+                random.shuffle(order)
+                for name, call in order:
+                    elapsed = _run_threads(call, count, per_thread)
+                    samples[name].append(count * per_thread / elapsed)
+            result[scheme][str(count)] = {
+                name: statistics.median(values) for name, values in samples.items()
+            }
+    return result
+
+
+def _run_threads(call: Callable[[], Any], count: int, each: int) -> float:
+    """Seconds for ``count`` threads, started together, to make ``each`` calls apiece."""
+    barrier = threading.Barrier(count + 1)
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            for _ in range(each):
+                call()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise failures[0]
+    return elapsed
+
+
+def measure_cold_start(setup: Setup) -> dict[str, float]:
+    """Milliseconds for a whole process sending one signed alert over HTTP (median)."""
+    print("  cold start ...", file=sys.stderr)
+    _compile_bytecode()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "OPSHIFT_SECRET": SECRET,
+        "OPSHIFT_BASE_URL": setup.urls["http"],
+    }
+    title = ["deploy-failures", "--title", "Deploy failed", "--quiet"]
+    script = shutil.which("opshift", path=str(Path(sys.executable).parent))
+    cli = (
+        [script, "alert", *title] if script else [sys.executable, "-m", "opshift", "alert", *title]
+    )
+    commands = {
+        CLI: cli,
+        STDLIB_SCRIPT: [sys.executable, str(ROOT / "benchmarks" / "stdlib_alert.py"), *title],
+        "python -c pass (the interpreter alone)": [sys.executable, "-c", "pass"],
+    }
+    if shutil.which("curl") and shutil.which("openssl"):
+        commands[CURL] = ["sh", "-c", CURL_RECIPE]
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    order = list(commands.items())
+    for _ in range(3):  # warm up: page cache
+        for _, command in order:
+            subprocess.run(command, env=env, check=True)
+    for _ in range(max(30, 4 * setup.rounds)):
+        random.shuffle(order)
+        for name, command in order:
+            started = time.perf_counter()
+            subprocess.run(command, env=env, check=True)
+            samples[name].append((time.perf_counter() - started) * 1000)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-# -- import time and per-call overhead ----------------------------------------------------
+def _compile_bytecode() -> None:
+    # An installed wheel has compiled bytecode; PYTHONDONTWRITEBYTECODE would otherwise
+    # make every run recompile the sources and measure the compiler.
+    for folder in (ROOT / "src", ROOT / "benchmarks"):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(folder)], check=True)
 
 
-def measure_imports(rounds: int) -> dict[str, float]:
+def measure_imports(setup: Setup) -> dict[str, float]:
     """Median ms over a bare interpreter, interleaved across modules."""
+    print("  imports ...", file=sys.stderr)
     statements = {
         "pass (bare interpreter)": "pass",
         "json, hmac, hashlib": "import json, hmac, hashlib",
@@ -244,9 +402,7 @@ def measure_imports(rounds: int) -> dict[str, float]:
         "httpx": "import httpx",
     }
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    # An installed wheel has compiled bytecode; PYTHONDONTWRITEBYTECODE would otherwise
-    # make every run recompile the sources and measure the compiler.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
+    _compile_bytecode()
     usable = {}
     for name, code in statements.items():
         if (
@@ -255,7 +411,7 @@ def measure_imports(rounds: int) -> dict[str, float]:
         ):
             usable[name] = code
     samples: dict[str, list[float]] = {name: [] for name in usable}
-    for _ in range(rounds):
+    for _ in range(max(setup.rounds, 15)):
         for name, code in usable.items():
             started = time.perf_counter()
             subprocess.run([sys.executable, "-c", code], env=env, check=True)
@@ -268,11 +424,13 @@ def measure_imports(rounds: int) -> dict[str, float]:
     }
 
 
-def measure_overhead(rounds: int, calls: int) -> dict[str, float]:
+def measure_overhead(setup: Setup) -> dict[str, float]:
     """Microseconds per call: the SDK with a no-op transport vs dumps + hmac + loads."""
     import hmac
 
     import opshift
+
+    print("  per-call overhead ...", file=sys.stderr)
 
     def noop(url: str, body: bytes, headers: Any, timeout: float) -> tuple[int, bytes]:
         return 200, RESPONSE
@@ -292,13 +450,167 @@ def measure_overhead(rounds: int, calls: int) -> dict[str, float]:
         "opshift ping (no-op transport)": [],
         "bare: json.dumps + hmac + json.loads": [],
     }
-    for _ in range(rounds):
+    calls = 20000
+    for _ in range(setup.rounds):
         for name, call in zip(samples, (sdk, bare)):
             started = time.perf_counter()
             for _ in range(calls):
                 call()
             samples[name].append((time.perf_counter() - started) / calls * 1e6)
     return {name: statistics.median(v) for name, v in samples.items()}
+
+
+# -- sections: render -----------------------------------------------------------------------
+
+
+def _target(value: float, limit: float, at_least: bool = True) -> str:
+    met = value >= limit if at_least else value <= limit
+    return "met" if met else "**missed**"
+
+
+def render_throughput(data: dict[str, dict[str, float]], results: dict[str, Any]) -> list[str]:
+    lines = ["## Targets", ""]
+    lines += [
+        "| comparison (same run) | HTTP | HTTPS | target |",
+        "|---|---:|---:|---|",
+    ]
+    for name, row, base, limit in (
+        ("`KeepAliveTransport` vs raw `http.client` keep-alive", KEEPALIVE, LIMIT, 0.85),
+        ("default `UrllibTransport` vs bare `urllib`", DEFAULT, BARE_URLLIB, 0.9),
+    ):
+        ratios = [data[s][row] / data[s][base] for s in ("http", "https")]
+        verdict = ", ".join(
+            f"{s.upper()} {_target(r, limit)}" for s, r in zip(("http", "https"), ratios)
+        )
+        lines.append(f"| {name} | {ratios[0]:.2f} | {ratios[1]:.2f} | >= {limit} ({verdict}) |")
+    threads = results.get("threads")
+    if threads and HTTPX in threads["https"]["32"]:
+        at32 = threads["https"]["32"]
+        ratio = at32[KEEPALIVE] / at32[HTTPX]
+        lines.append(
+            f"| `KeepAliveTransport` vs `httpx.Client`, 32 threads, HTTPS | | {ratio:.1f}x | "
+            f">= 5x ({_target(ratio, 5)}) |"
+        )
+    cold = results.get("cold_start")
+    if cold:
+        ratio = cold[CLI] / cold[STDLIB_SCRIPT]
+        lines.append(
+            f"| CLI cold start vs the stdlib script, whole process | {ratio:.2f}x the time | | "
+            f"<= 1.2x ({_target(ratio, 1.2, at_least=False)}) |"
+        )
+    lines.append("")
+    for scheme in ("http", "https"):
+        rps = data[scheme]
+        lines += [
+            f"## One client, one request at a time, over {scheme.upper()}",
+            "",
+            "| client | requests/s | vs http.client keep-alive | vs bare urllib |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, value in sorted(rps.items(), key=lambda item: -item[1]):
+            lines.append(
+                f"| {name} | {value:,.0f} | {value / rps[LIMIT]:.2f} | "
+                f"{value / rps[BARE_URLLIB]:.2f} |"
+            )
+        lines.append("")
+    return lines
+
+
+def render_threads(data: dict[str, dict[str, dict[str, float]]], _: Any) -> list[str]:
+    lines = [
+        "## Threads sharing one client",
+        "",
+        "N threads share one client object, each making its requests one after another. "
+        "Pools have their defaults (`KeepAliveTransport`: 10 idle connections kept; httpx: "
+        "20; requests: 10), except in the row that says otherwise: with more threads than "
+        "idle connections kept, connections are closed and reopened between calls.",
+        "",
+        "| client | "
+        + " | ".join(f"{n} threads {s.upper()}" for s in data for n in data[s])
+        + " |",
+        "|---|" + "---:|" * sum(len(v) for v in data.values()),
+    ]
+    names = sorted({name for s in data.values() for n in s.values() for name in n})
+    names.sort(key=lambda name: (name != KEEPALIVE, name != KEEPALIVE_32))
+    for name in names:
+        cells = [
+            f"{data[s][n].get(name, 0):,.0f}" + _times(data[s][n], name)
+            for s in data
+            for n in data[s]
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "(In brackets: KeepAliveTransport's rate as a multiple of that client's.)", ""]
+    return lines
+
+
+def _times(row: dict[str, float], name: str) -> str:
+    if name in (KEEPALIVE, KEEPALIVE_32) or not row.get(name):
+        return ""
+    return f" ({row[KEEPALIVE] / row[name]:.1f}x)"
+
+
+def render_cold_start(data: dict[str, float], _: Any) -> list[str]:
+    base = data[STDLIB_SCRIPT]
+    lines = [
+        "## Cold start: one signed alert as a whole process, over HTTP",
+        "",
+        "What a cron job pays per run: start the interpreter, import, parse the command "
+        "line, sign, send, read the answer, exit.",
+        "",
+        "| command | ms | vs the stdlib script |",
+        "|---|---:|---:|",
+    ]
+    for name, value in sorted(data.items(), key=lambda item: item[1]):
+        lines.append(f"| {name} | {value:.1f} | {value / base:.2f} |")
+    lines += [
+        "",
+        "The curl + openssl recipe (a shell, openssl and curl: three processes):",
+        "",
+        "```sh",
+        CURL_RECIPE.replace("; ", "\n"),
+        "```",
+        "",
+    ]
+    return lines
+
+
+def render_imports(data: dict[str, float], _: Any) -> list[str]:
+    base = data["json, hmac, hashlib"]
+    lines = [
+        "## Import time (ms over a bare interpreter, median)",
+        "",
+        "| import | ms | ratio to json+hmac+hashlib |",
+        "|---|---:|---:|",
+    ]
+    for name, value in sorted(data.items(), key=lambda item: item[1]):
+        lines.append(f"| `{name}` | {value:.1f} | {value / base:.2f} |")
+    return [*lines, ""]
+
+
+def render_overhead(data: dict[str, float], _: Any) -> list[str]:
+    names = list(data)
+    return [
+        "## Per-call overhead (microseconds, median, no network)",
+        "",
+        "| path | us per call |",
+        "|---|---:|",
+        *[f"| {name} | {data[name]:.2f} |" for name in names],
+        "",
+        f"Ratio: {data[names[0]] / data[names[1]]:.2f}x the bare minimum.",
+        "",
+    ]
+
+
+Measure = Callable[[Setup], Any]
+Render = Callable[[Any, dict[str, Any]], list[str]]
+# In report order; each section's data lands in benchmarks.json under its name.
+SECTIONS: list[tuple[str, Measure, Render]] = [
+    ("throughput", measure_throughput, render_throughput),
+    ("threads", measure_threads, render_threads),
+    ("cold_start", measure_cold_start, render_cold_start),
+    ("imports", measure_imports, render_imports),
+    ("overhead", measure_overhead, render_overhead),
+]
 
 
 # -- report -------------------------------------------------------------------------------
@@ -314,48 +626,21 @@ def write_report(results: dict[str, Any], out_dir: Path) -> None:
         f"{'pinned to separate cores' if results['pinned'] else 'not pinned'}. "
         "Every client serialises, signs (HMAC-SHA256) and parses per request, as real code "
         "must; the SDK also validates. Loopback numbers show each client's own cost, not "
-        "network latency.",
+        "network latency. Every ratio compares rows of the same run.",
         "",
     ]
-    for scheme in ("http", "https"):
-        rps = results["throughput"][scheme]
-        limit = rps[LIMIT]
-        lines += [
-            f"## Requests per second over {scheme.upper()}",
-            "",
-            "| client | requests/s | ratio to http.client keep-alive |",
-            "|---|---:|---:|",
-        ]
-        for name, value in sorted(rps.items(), key=lambda item: -item[1]):
-            lines.append(f"| {name} | {value:,.0f} | {value / limit:.2f} |")
-        lines.append("")
-    imports = results["imports"]
-    base = imports["json, hmac, hashlib"]
-    lines += [
-        "## Import time (ms over a bare interpreter, median)",
-        "",
-        "| import | ms | ratio to json+hmac+hashlib |",
-        "|---|---:|---:|",
-    ]
-    for name, value in sorted(imports.items(), key=lambda item: item[1]):
-        lines.append(f"| `{name}` | {value:.1f} | {value / base:.2f} |")
-    overhead = results["overhead"]
-    names = list(overhead)
-    lines += [
-        "",
-        "## Per-call overhead (microseconds, median, no network)",
-        "",
-        "| path | us per call |",
-        "|---|---:|",
-        *[f"| {name} | {overhead[name]:.2f} |" for name in names],
-        "",
-        f"Ratio: {overhead[names[0]] / overhead[names[1]]:.2f}x the bare minimum.",
-        "",
-        "![Requests per second by client](benchmarks.png)",
-        "",
-    ]
+    for name, _, render in SECTIONS:
+        if name in results["sections"]:
+            lines += render(results["sections"][name], results["sections"])
+    if "throughput" in results["sections"]:
+        lines += ["![Requests per second by client](benchmarks.png)", ""]
     (out_dir / "benchmarks.md").write_text("\n".join(lines))
     (out_dir / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    if "throughput" in results["sections"]:
+        _chart(results, out_dir / "benchmarks.png")
+
+
+def _chart(results: dict[str, Any], path: Path) -> None:
     try:
         import matplotlib
 
@@ -364,11 +649,12 @@ def write_report(results: dict[str, Any], out_dir: Path) -> None:
     except ImportError:
         print("matplotlib not installed: no chart written", file=sys.stderr)
         return
-    names = sorted(results["throughput"]["http"], key=lambda n: results["throughput"]["http"][n])
+    throughput = results["sections"]["throughput"]
+    names = sorted(throughput["http"], key=lambda n: throughput["http"][n])
     fig, ax = plt.subplots(figsize=(9, 4.8))
     height = 0.38
     for offset, scheme in ((-height / 2, "http"), (height / 2, "https")):
-        values = [results["throughput"][scheme].get(n, 0) for n in names]
+        values = [throughput[scheme].get(n, 0) for n in names]
         bars = ax.barh(
             [i + offset for i in range(len(names))], values, height, label=scheme.upper()
         )
@@ -379,15 +665,17 @@ def write_report(results: dict[str, Any], out_dir: Path) -> None:
     ax.set_title(f"Signed OpShift pings per second, Python {results['python']}")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(out_dir / "benchmarks.png", dpi=110)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
-    global CERT_PATH
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument(
+        "--only", nargs="*", choices=[name for name, _, _ in SECTIONS], help="sections to run"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
 
@@ -404,18 +692,26 @@ def main() -> None:
          "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True, capture_output=True,
     )  # fmt: skip
-    CERT_PATH = cert
-    context = ssl.create_default_context(cafile=cert)
-    throughput = {}
-    for tls in (False, True):
-        server = Server(tls, cert, key, cores[1] if pinned else None)
-        try:
-            scheme = "https" if tls else "http"
-            print(f"measuring {scheme} ...", file=sys.stderr)
-            throughput[scheme] = measure_throughput(server.url, context, args.rounds, args.requests)
-        finally:
+    servers = {
+        scheme: Server(scheme == "https", cert, key, cores[1] if pinned else None)
+        for scheme in ("http", "https")
+    }
+    setup = Setup(
+        rounds=args.rounds,
+        requests=args.requests,
+        cert=cert,
+        context=ssl.create_default_context(cafile=cert),
+        urls={scheme: server.url for scheme, server in servers.items()},
+    )
+    sections = {}
+    try:
+        for name, measure, _ in SECTIONS:
+            if args.only is None or name in args.only:
+                print(f"measuring {name} ...", file=sys.stderr)
+                sections[name] = measure(setup)
+    finally:
+        for server in servers.values():
             server.stop()
-    print("measuring imports and overhead ...", file=sys.stderr)
     results = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -423,9 +719,7 @@ def main() -> None:
         "rounds": args.rounds,
         "requests": args.requests,
         "pinned": pinned,
-        "throughput": throughput,
-        "imports": measure_imports(rounds=max(args.rounds, 15)),
-        "overhead": measure_overhead(rounds=args.rounds, calls=20000),
+        "sections": sections,
     }
     write_report(results, args.out)
     print((args.out / "benchmarks.md").read_text())

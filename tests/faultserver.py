@@ -8,10 +8,12 @@ server ends every behaviour at once.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Callable
 
 Behaviour = Callable[[socket.socket, "FaultServer"], "bool | None"]
@@ -24,16 +26,20 @@ class FaultServer:
         self.behaviours = list(behaviours)
         self.requests: list[bytes] = []
         self.connections = 0
+        self.sent = 0  # body bytes a flooding behaviour managed to send
+        self._served: dict[socket.socket, int] = {}
+        self._conns: list[socket.socket] = []
         self.stop = threading.Event()
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.05)
+        self._port = int(self._listener.getsockname()[1])
         self._threads: list[threading.Thread] = []
         self._accepter = threading.Thread(target=self._accept_loop, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        return f"http://127.0.0.1:{self._port}"
 
     def __enter__(self) -> FaultServer:
         self._accepter.start()
@@ -41,7 +47,9 @@ class FaultServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop.set()
+        wake(self._port)
         self._accepter.join()
+        close_all(self._conns)  # a kept-alive connection must not hold the test for seconds
         for thread in self._threads:
             thread.join()
         self._listener.close()
@@ -52,7 +60,11 @@ class FaultServer:
                 conn, _ = self._listener.accept()
             except (socket.timeout, OSError):
                 continue
+            if self.stop.is_set():
+                conn.close()  # the wake-up call from __exit__
+                break
             self.connections += 1
+            self._conns.append(conn)
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -68,10 +80,15 @@ class FaultServer:
                     with self._lock:
                         self.requests.append(request)
                         index = min(len(self.requests), len(self.behaviours)) - 1
+                        self._served[conn] = self._served.get(conn, 0) + 1
                     if not self.behaviours[index](conn, self):
                         return
             except OSError:
                 pass  # the client hung up, as most faults make it do
+
+    def served_on(self, conn: socket.socket) -> int:
+        """How many requests this connection carried so far, the current one included."""
+        return self._served[conn]
 
     def signatures(self) -> list[str]:
         """The X-Webhook-Signature of each recorded request."""
@@ -118,10 +135,21 @@ def respond(raw: bytes, keep_open: bool = False) -> Behaviour:
 
 def keep_alive_ok(body: bytes) -> Behaviour:
     """A 200 that keeps the connection open for the next request."""
-    head = (
-        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return respond(head.encode() + body, keep_open=True)
+    return respond(answer(body), keep_open=True)
+
+
+def answer(body: bytes, head: str = "") -> bytes:
+    """A 200 with this JSON body and Content-Length, plus any extra header lines in ``head``."""
+    return (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{head}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def ping_body(message: str) -> bytes:
+    """OpShift's answer to a ping, with ``message`` saying which answer it is."""
+    monitor = {"name": "w", "status": "up", "monitoringActive": True}
+    return json.dumps({"message": message, "monitor": monitor, "pingStatus": "up"}).encode()
 
 
 def json_response(status: int, body: bytes, reason: str = "OK", extra: str = "") -> Behaviour:
@@ -164,11 +192,120 @@ def reset_after(raw: bytes) -> Behaviour:
     return behaviour
 
 
-def endless(conn: socket.socket, server: FaultServer) -> None:
-    """A 200 whose body never ends (no Content-Length); bounded at 64 MiB for safety."""
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
-    chunk = b"[" * 65536
-    for _ in range(1024):
-        if server.stop.is_set():
-            return
-        conn.sendall(chunk)
+def flood(head: bytes, chunk: bytes = b"[" * 65536, total: int = 64 * 1024 * 1024) -> Behaviour:
+    """Send ``head``, then ``chunk`` again and again up to ``total`` bytes, counting them."""
+
+    def behaviour(conn: socket.socket, server: FaultServer) -> None:
+        conn.sendall(head)
+        for _ in range(total // len(chunk)):
+            if server.stop.is_set():
+                return
+            conn.sendall(chunk)
+            server.sent += len(chunk)
+
+    return behaviour
+
+
+# A 200 whose body never ends (no Content-Length); bounded at 64 MiB for safety.
+endless = flood(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
+
+
+class DripRelay:
+    """A TCP relay to ``upstream`` that passes the client's bytes at once and drips the
+    upstream's back one byte every ``interval`` seconds (a slow TLS handshake, say)."""
+
+    def __init__(self, upstream: tuple[str, int], interval: float) -> None:
+        self.upstream = upstream
+        self.interval = interval
+        self.stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self._port = int(self._listener.getsockname()[1])
+        self._accepter = threading.Thread(target=self._accept_loop, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def __enter__(self) -> DripRelay:
+        self._accepter.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        wake(self._port)
+        self._accepter.join()
+        close_all(self._sockets)
+        for thread in self._threads:
+            thread.join()
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            if self.stop.is_set():
+                client.close()
+                break
+            upstream = socket.create_connection(self.upstream, timeout=5)
+            self._sockets += [client, upstream]
+            for args in ((client, upstream, 0.0), (upstream, client, self.interval)):
+                thread = threading.Thread(target=self._pump, args=args, daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, interval: float) -> None:
+        with contextlib.suppress(OSError):
+            while not self.stop.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not interval:
+                    dst.sendall(data)
+                    continue
+                for i in range(len(data)):
+                    dst.sendall(data[i : i + 1])
+                    if self.stop.wait(interval):
+                        return
+
+
+def wake(port: int) -> None:
+    """Connect to our own listener, so a thread blocked in accept() sees the stop at once."""
+    with contextlib.suppress(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def close_all(sockets: list[socket.socket]) -> None:
+    """Shut down and close sockets that threads may still block on, so the threads end now."""
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+@contextlib.contextmanager
+def blackhole() -> Iterator[tuple[str, int] | None]:
+    """A loopback address whose connects hang (a listener with a full backlog), or None
+    where this platform answers them anyway."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    queued = socket.create_connection(address, timeout=1)  # fills the backlog of one
+    probe = socket.socket()
+    probe.settimeout(0.1)
+    try:
+        probe.connect(address)
+    except socket.timeout:
+        yield address
+    except OSError:
+        yield None
+    else:
+        yield None
+    finally:
+        for sock in (probe, queued, listener):
+            sock.close()

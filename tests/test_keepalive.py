@@ -1,23 +1,36 @@
-"""KeepAliveTransport specifics: reuse, stale connections, re-send rules, pool, fork, proxies."""
+"""KeepAliveTransport specifics: reuse, stale connections, re-send rules, pool, fork."""
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
+from collections.abc import Iterator
 
 import pytest
 
-from opshift import KeepAliveTransport, NetworkError, OpShift, UrllibTransport
+from opshift import KeepAliveTransport, NetworkError, OpShift
 from opshift.testing import OpShiftServer
 
 from . import faultserver as fs
-from .helpers import SECRET, Certificate, refused_url
-from .proxyserver import ProxyServer
+from .helpers import PING_OK, SECRET, Certificate
 
-PING = b'{"message": "Ping received", "monitor": {"name": "w", "status": "up", "monitoringActive": true}, "pingStatus": "up"}'
+
+def ping_twice(behaviours: list[fs.Behaviour], max_idle_seconds: float = 0.0) -> fs.FaultServer:
+    """Ping a FaultServer twice through one KeepAliveTransport; both pings must succeed."""
+    if max_idle_seconds:
+        transport = KeepAliveTransport(max_idle_seconds=max_idle_seconds)
+    else:
+        transport = KeepAliveTransport()
+    with fs.FaultServer(behaviours) as server, transport:
+        client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
+        client.ping("w")
+        client.ping("w")
+    return server
 
 
 def test_connection_is_reused(server: OpShiftServer) -> None:
+    """Five calls to one server travel over one connection."""
     with KeepAliveTransport() as transport:
         client = OpShift(SECRET, base_url=server.url, transport=transport)
         for n in range(5):
@@ -27,6 +40,7 @@ def test_connection_is_reused(server: OpShiftServer) -> None:
 
 
 def test_tls_connection_is_reused(certificate: Certificate) -> None:
+    """Over HTTPS too: one handshake, three calls."""
     server = OpShiftServer(SECRET, auto_create=True, ssl_context=certificate.server_context())
     transport = KeepAliveTransport(ssl_context=certificate.client_context())
     with server as srv, transport:
@@ -39,13 +53,7 @@ def test_tls_connection_is_reused(certificate: Certificate) -> None:
 
 def test_server_closing_an_idle_connection_is_transparent() -> None:
     """The server answers (keep-alive) then closes: the next call opens a new connection."""
-    closes_after = fs.respond(
-        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(PING), PING), keep_open=False
-    )
-    with fs.FaultServer([closes_after]) as server, KeepAliveTransport() as transport:
-        client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
-        client.ping("w")
-        client.ping("w")
+    server = ping_twice([fs.respond(fs.answer(PING_OK), keep_open=False)])
     assert len(server.requests) == 2
     assert server.connections == 2
 
@@ -56,7 +64,7 @@ def test_reused_connection_dropped_before_answering_is_resent_once() -> None:
     def drop(conn: object, server: fs.FaultServer) -> bool:
         return False  # read the request, close without a byte
 
-    behaviours = [fs.keep_alive_ok(PING), drop, fs.keep_alive_ok(PING)]
+    behaviours = [fs.keep_alive_ok(PING_OK), drop, fs.keep_alive_ok(PING_OK)]
     with fs.FaultServer(behaviours) as server, KeepAliveTransport() as transport:
         client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
         client.ping("w", status="down", reason="r")
@@ -66,10 +74,38 @@ def test_reused_connection_dropped_before_answering_is_resent_once() -> None:
     assert server.connections == 2
 
 
+def test_the_one_resend_opens_a_brand_new_connection() -> None:
+    """The re-send never takes another pooled connection, which may be stale too (item 2)."""
+    both_open = threading.Barrier(2)
+
+    def answer_once_per_connection(conn: socket.socket, server: fs.FaultServer) -> bool:
+        if server.served_on(conn) > 1:
+            return False  # as if it timed out while idle: close without answering
+        if len(server.requests) <= 2:
+            both_open.wait(5)  # two calls in flight at once leave two pooled connections
+        conn.sendall(fs.answer(PING_OK))
+        return True
+
+    with (
+        fs.FaultServer([answer_once_per_connection]) as server,
+        KeepAliveTransport() as transport,
+    ):
+        client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
+        threads = [threading.Thread(target=client.ping, args=("w",)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(len(idle) for idle in transport._idle.values()) == 2
+        assert client.ping("w")["pingStatus"] == "up"
+    assert len(server.requests) == 4  # two calls, the dropped attempt, its re-send
+    assert server.connections == 3
+
+
 def test_partial_answer_is_never_resent() -> None:
     """Once a byte of the answer arrived, the server saw the request: raise, do not resend."""
     partial = fs.respond(b"HTTP/1.1 2")
-    behaviours = [fs.keep_alive_ok(PING), partial, fs.keep_alive_ok(PING)]
+    behaviours = [fs.keep_alive_ok(PING_OK), partial, fs.keep_alive_ok(PING_OK)]
     with fs.FaultServer(behaviours) as server, KeepAliveTransport() as transport:
         client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
         client.ping("w")
@@ -79,6 +115,7 @@ def test_partial_answer_is_never_resent() -> None:
 
 
 def test_fresh_connection_failure_is_not_resent() -> None:
+    """A new connection that fails is not re-sent by the transport: the policy decides."""
     with fs.FaultServer([fs.respond(b"")]) as server, KeepAliveTransport() as transport:
         client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
         with pytest.raises(NetworkError):
@@ -86,7 +123,75 @@ def test_fresh_connection_failure_is_not_resent() -> None:
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param("Connection: close\r\n", id="close"),
+        pytest.param("Connection: Keep-Alive, CLOSE\r\n", id="close-in-a-list-any-case"),
+    ],
+)
+def test_a_connection_the_server_will_close_is_not_reused(head: str) -> None:
+    """``Connection: close`` in any case or list position ends the connection."""
+    server = ping_twice([fs.respond(fs.answer(PING_OK, head), keep_open=True)])
+    assert server.connections == 2
+
+
+def test_http10_answers_are_not_reused() -> None:
+    """An HTTP/1.0 answer, even with Connection: keep-alive, is not trusted to be framed for reuse."""
+    raw = fs.answer(PING_OK, "Connection: keep-alive\r\n").replace(b"HTTP/1.1", b"HTTP/1.0")
+    server = ping_twice([fs.respond(raw, keep_open=True)])
+    assert server.connections == 2
+
+
+def test_last_chunk_then_eof_is_an_answer_but_not_reused() -> None:
+    """``0\\r\\n`` then EOF answered the call; the closed connection is not pooled (item 7)."""
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n" % (
+        len(PING_OK),
+        PING_OK,
+    )
+    server = ping_twice([fs.respond(raw, keep_open=False)])
+    assert len(server.requests) == 2
+    assert server.connections == 2
+
+
+def test_idle_connections_older_than_max_idle_seconds_are_not_reused() -> None:
+    """A connection idle longer than max_idle_seconds is closed, not reused (item 9)."""
+    kept = ping_twice([fs.keep_alive_ok(PING_OK)])
+    assert kept.connections == 1
+    expired = ping_twice([fs.keep_alive_ok(PING_OK)], max_idle_seconds=1e-9)
+    assert expired.connections == 2
+    assert len(expired.requests) == 2
+
+
+@pytest.fixture
+def high_descriptors() -> Iterator[None]:
+    """Hold enough descriptors that the next sockets get numbers above 1024."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1100 + 64
+    if soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_stale_checks_work_for_descriptors_above_1024(high_descriptors: None) -> None:
+    """A busy process (fd > 1024) still reuses its connections: poll, not select (item 9)."""
+    server = ping_twice([fs.keep_alive_ok(PING_OK)])
+    assert server.connections == 1
+
+
 def test_pool_is_capped_and_threads_own_their_connections(server: OpShiftServer) -> None:
+    """Six threads share one transport; at most max_idle_connections stay idle."""
     transport = KeepAliveTransport(max_idle_connections=2)
     client = OpShift(SECRET, base_url=server.url, transport=transport)
     for n in range(6):
@@ -118,6 +223,7 @@ def test_pool_is_capped_and_threads_own_their_connections(server: OpShiftServer)
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, on purpose
 def test_forked_child_never_reuses_the_parents_socket(server: OpShiftServer) -> None:
+    """A forked child opens its own connection; the parent's stays open and reusable."""
     transport = KeepAliveTransport()
     client = OpShift(SECRET, base_url=server.url, transport=transport)
     client.ping("payments-worker")
@@ -141,52 +247,8 @@ def test_forked_child_never_reuses_the_parents_socket(server: OpShiftServer) -> 
     transport.close()
 
 
-@pytest.mark.parametrize("transport_class", [UrllibTransport, KeepAliveTransport])
-def test_http_proxy_from_environment(
-    monkeypatch: pytest.MonkeyPatch, server: OpShiftServer, transport_class: type
-) -> None:
-    with ProxyServer() as proxy:
-        auth_url = proxy.url.replace("http://", "http://alice:s3cret@")
-        for name in ("HTTP_PROXY", "http_proxy"):
-            monkeypatch.setenv(name, auth_url)
-        for name in ("NO_PROXY", "no_proxy"):
-            monkeypatch.setenv(name, "")
-        client = OpShift(SECRET, base_url=server.url, transport=transport_class())
-        assert client.ping("payments-worker")["pingStatus"] == "up"
-    line, auth = proxy.seen[0]
-    assert line == f"POST {server.url}/api/ping/payments-worker HTTP/1.1"
-    assert auth == "Basic YWxpY2U6czNjcmV0"
-    assert server.requests[0].signature_valid
-
-
-@pytest.mark.parametrize("transport_class", [UrllibTransport, KeepAliveTransport])
-def test_https_proxy_tunnels_with_connect(
-    monkeypatch: pytest.MonkeyPatch, certificate: Certificate, transport_class: type
-) -> None:
-    """HTTPS through a proxy uses a CONNECT tunnel; TLS is still verified end to end."""
-    with (
-        ProxyServer() as proxy,
-        OpShiftServer(SECRET, auto_create=True, ssl_context=certificate.server_context()) as srv,
-    ):
-        for name in ("HTTPS_PROXY", "https_proxy"):
-            monkeypatch.setenv(name, proxy.url)
-        for name in ("NO_PROXY", "no_proxy"):
-            monkeypatch.setenv(name, "")
-        transport = transport_class(ssl_context=certificate.client_context())
-        client = OpShift(SECRET, base_url=srv.url, transport=transport)
-        assert client.alert("h", title="through the tunnel")["status"] == "created"
-    host_port = srv.url[len("https://") :]
-    assert proxy.seen[0][0].startswith(f"CONNECT {host_port} HTTP/1.")
-    assert srv.requests[0].signature_valid
-
-
-@pytest.mark.parametrize("transport_class", [UrllibTransport, KeepAliveTransport])
-def test_no_proxy_bypasses_the_proxy(
-    monkeypatch: pytest.MonkeyPatch, server: OpShiftServer, transport_class: type
-) -> None:
-    for name in ("HTTP_PROXY", "http_proxy"):
-        monkeypatch.setenv(name, refused_url())  # would be refused
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(name, "127.0.0.1")
-    client = OpShift(SECRET, base_url=server.url, transport=transport_class())
-    assert client.ping("payments-worker")["pingStatus"] == "up"
+def test_repr_shows_the_settings() -> None:
+    """repr names both pool settings."""
+    assert repr(KeepAliveTransport(max_idle_connections=3, max_idle_seconds=5)) == (
+        "KeepAliveTransport(max_idle_connections=3, max_idle_seconds=5)"
+    )

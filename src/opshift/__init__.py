@@ -30,12 +30,14 @@ from .errors import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from ._keepalive_transport import KeepAliveTransport
+    from ._urllib_transport import UrllibTransport
     from .async_client import AsyncOpShift
     from .handler import AlertHandler
     from .heartbeat import Heartbeat
     from .monitor import JobMonitor
     from .outbox import Outbox, OutboxStats
-    from .transport import KeepAliveTransport, Transport, UrllibTransport
+    from .transport import Transport
     from .types import (
         AlertResponse,
         AlertStatus,
@@ -94,9 +96,9 @@ _LAZY = {
     "JobMonitor": "monitor",
     "Outbox": "outbox",
     "OutboxStats": "outbox",
-    "KeepAliveTransport": "transport",
+    "KeepAliveTransport": "_keepalive_transport",
     "Transport": "transport",
-    "UrllibTransport": "transport",
+    "UrllibTransport": "_urllib_transport",
     "AlertResponse": "types",
     "AlertStatus": "types",
     "Metadata": "types",

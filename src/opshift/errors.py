@@ -89,6 +89,7 @@ class ProxyAuthenticationError(OpShiftError):
     """407: the HTTP(S) proxy between you and OpShift refused its credentials; never retried.
 
     Nothing reached OpShift. Check the user and password in HTTPS_PROXY / HTTP_PROXY.
+    ``status_code`` is 407, or 401 where a proxy answered CONNECT so (tinyproxy does).
     """
 
 
@@ -106,6 +107,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    407: "Proxy Authentication Required",
     408: "Request Timeout",
     413: "Payload Too Large",
     429: "Too Many Requests",
@@ -120,6 +122,7 @@ _CLASSES: dict[int, type[OpShiftError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    407: ProxyAuthenticationError,
     429: RateLimitError,
 }
 
@@ -133,6 +136,11 @@ _ADVICE = {
     404: (
         "Check the ping token or webhook id in the OpShift dashboard; a paused monitor or a "
         "disabled webhook also answers 404."
+    ),
+    407: (
+        "A proxy between you and OpShift asks for credentials; OpShift never answers 407. "
+        "Give the proxy's user and password in its URL (HTTPS_PROXY / HTTP_PROXY), e.g. "
+        "http://user:password@proxy.example:3128."
     ),
     429: (
         "Slow down: pings are limited to 10 per minute per token, and monthly quotas apply; "

@@ -1,27 +1,46 @@
-"""The transport seam: how a signed request reaches OpShift, and the default urllib sender.
+"""The transport seam, and what every transport shares: how an answer ends, how errors map.
 
 A transport is any callable ``(url, body, headers, timeout) -> (status_code, body_bytes)``.
 It returns every HTTP status (4xx and 5xx included) and raises for network failures; the
 client turns both into ``OpShiftError``. ``timeout`` is the seconds left for the whole
 exchange, not for each socket operation.
+
+The SDK's two transports live in their own modules: ``UrllibTransport`` (the default, one
+connection per call) and ``KeepAliveTransport`` (pooled connections); both are importable
+from here and from ``opshift``. Both send through the http.client subclasses in
+``opshift._http`` and read through ``read_answer`` below.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import NetworkError, OpShiftError, RequestTimeoutError, redirect_error
+from .errors import (
+    ConfigurationError,
+    NetworkError,
+    OpShiftError,
+    ProxyAuthenticationError,
+    RequestTimeoutError,
+    redirect_error,
+)
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
+    import http.client
     import ssl
-    import urllib.request
+    from typing import Any, Protocol
 
-    from ._connection import Connection
+    from ._keepalive_transport import KeepAliveTransport
+    from ._urllib_transport import UrllibTransport
+else:
+    # typing costs a cold start about 2 ms. At run time Transport is a plain class with the
+    # same method: a protocol is only ever named in annotations, never instantiated.
+    Protocol = object
 
 __all__ = ["KeepAliveTransport", "Transport", "UrllibTransport", "translate_exception"]
+
+MAX_RESPONSE_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 class Transport(Protocol):
@@ -32,283 +51,71 @@ class Transport(Protocol):
     ) -> tuple[int, bytes]: ...
 
 
-class UrllibTransport:
-    """The default transport: the standard library's urllib, with OpShift's guarantees.
+class ResponseTooLarge(Exception):
+    """The response was larger than the cap; the transport reports it."""
 
-    - ``timeout`` bounds the whole exchange (connect, send, wait, read), not each socket op.
-    - Redirects are never followed: a 3xx raises ``OpShiftError`` naming the location.
-    - Response bodies are capped at 1 MiB.
-    - Proxies come from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as urllib reads them.
-    - TLS is verified with ``ssl_context``, or a fresh default context, never turned off.
 
-    One instance is thread-safe; it opens one connection per request.
+class ProxyRefused(Exception):
+    """A proxy answered a CONNECT with a non-2xx status, or a request it forwards with 407.
+
+    ``target`` is the CONNECT's ``host:port``, empty for a forwarded request.
     """
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        import ssl
-
-        self._ssl_context = ssl_context if ssl_context is not None else ssl.create_default_context()
-        self._opener = _build_opener(self._ssl_context)
-
-    def __call__(
-        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
-    ) -> tuple[int, bytes]:
-        import urllib.request
-
-        from . import _http
-
-        deadline = time.monotonic() + timeout
-        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-        request.opshift_deadline = deadline  # type: ignore[attr-defined]
-        try:
-            response = self._opener.open(request, timeout=timeout)
-            with response:
-                status: int = response.status
-                if 300 <= status <= 399:
-                    raise redirect_error(status, _http.location(response))
-                return status, _http.read_body(response)
-        except OpShiftError:
-            raise
-        except Exception as exc:
-            raise translate_exception(exc, url, timeout) from exc
-
-    def __repr__(self) -> str:
-        return "UrllibTransport()"
-
-
-class KeepAliveTransport:
-    """A faster transport: persistent HTTP/1.1 connections, pooled per host.
-
-    Same guarantees as ``UrllibTransport`` (whole-call deadline, 1 MiB body cap, no
-    redirects, proxies from the environment, TLS verified with ``ssl_context``), plus:
-
-    - Connections are reused, saving a TCP (and TLS) handshake per call; each request is
-      written in one send.
-    - Thread-safe: each in-flight request owns its connection; at most
-      ``max_idle_connections`` idle ones are kept per (scheme, host, port, proxy).
-    - A connection the server closed while idle is detected and replaced. If a reused
-      connection fails before a single response byte arrives, the request is re-sent once
-      on a fresh connection (the server cannot have answered it); never after.
-    - Fork-safe: a child process never touches its parent's sockets.
-
-    Proxy settings are read from the environment when the transport is created. Close it
-    with ``close()`` or use it as a context manager.
-    """
-
-    def __init__(
-        self, *, ssl_context: ssl.SSLContext | None = None, max_idle_connections: int = 10
-    ) -> None:
-        import ssl
-        import threading
-        import urllib.request
-
-        self._ssl_context = ssl_context if ssl_context is not None else ssl.create_default_context()
-        self._max_idle = max_idle_connections
-        self._proxies = urllib.request.getproxies()
-        self._bypass = urllib.request.proxy_bypass
-        self._routes: dict[str, _Route] = {}
-        self._idle: dict[tuple[object, ...], list[Connection]] = {}
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-
-    def __call__(
-        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
-    ) -> tuple[int, bytes]:
-        from ._connection import ProtocolError
-        from ._deadline import MAX_RESPONSE_BYTES
-
-        deadline = time.monotonic() + timeout
-        if os.getpid() != self._pid:
-            self._forget_after_fork()
-        route = self._routes.get(url) or self._route(url)
-        if route.proxy_authorization:
-            headers = {**headers, "Proxy-Authorization": route.proxy_authorization}
-        for attempt in (1, 2):
-            conn = None
-            try:
-                conn = self._checkout(route, deadline)
-                response = conn.exchange(
-                    "POST", route.target, headers, body, deadline, MAX_RESPONSE_BYTES
-                )
-            except Exception as exc:
-                if conn is None:
-                    raise translate_exception(exc, url, timeout) from exc
-                received = conn.sock.bytes_received
-                conn.close()
-                dead = isinstance(exc, (ConnectionError, ProtocolError)) and received == 0
-                if conn.reused and attempt == 1 and dead:
-                    continue  # the server closed it while idle: nothing was answered
-                raise translate_exception(exc, url, timeout) from exc
-            redirect = 300 <= response.status <= 399
-            if response.will_close or redirect:
-                conn.close()
-            else:
-                self._checkin(route, conn)
-            if redirect:
-                raise redirect_error(response.status, response.location)
-            return response.status, response.body
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _route(self, url: str) -> _Route:
-        """Where a URL goes: scheme, host, port, proxy and request target; cached per URL."""
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname or ""
-        port = parts.port or (443 if scheme == "https" else 80)
-        proxy = self._proxy_for(scheme, host, port)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        plain_proxy = proxy is not None and scheme == "http"
-        route = _Route(
-            scheme,
-            host,
-            port,
-            proxy,
-            target=url if plain_proxy else path,
-            proxy_authorization=proxy[2] if proxy is not None and plain_proxy else "",
-        )
-        if len(self._routes) < 1024:
-            self._routes[url] = route
-        return route
-
-    def _checkout(self, route: _Route, deadline: float) -> Connection:
-        """An idle live connection for the route (marked reused), else a new one."""
-        import select
-
-        from ._connection import Connection
-
-        while True:
-            with self._lock:
-                idle = self._idle.get(route.key)
-                conn = idle.pop() if idle else None
-            if conn is None:
-                break
-            try:
-                # Readable while idle means the server closed it (or sent junk): drop it.
-                readable = bool(select.select([conn.sock], [], [], 0)[0])
-            except (OSError, ValueError):
-                readable = True
-            if not readable:
-                conn.reused = True
-                return conn
-            conn.close()
-        context = self._ssl_context if route.scheme == "https" else None
-        return Connection(
-            route.host, route.port, context=context, proxy=route.proxy, deadline=deadline
-        )
-
-    def _checkin(self, route: _Route, conn: Connection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(route.key, [])
-            if len(idle) < self._max_idle:
-                idle.append(conn)
-                return
-        conn.close()
-
-    def _proxy_for(self, scheme: str, host: str, port: int) -> tuple[str, int, str] | None:
-        """(host, port, Proxy-Authorization value or "") from the environment, as urllib does."""
-        proxy_url = self._proxies.get(scheme)
-        if not proxy_url or self._bypass(f"{host}:{port}"):
-            return None
-        from urllib.parse import unquote, urlsplit
-
-        if "://" not in proxy_url:
-            proxy_url = "http://" + proxy_url
-        proxy = urlsplit(proxy_url)
-        auth = ""
-        if proxy.username is not None:
-            import base64
-
-            pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
-            auth = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
-        return proxy.hostname or "", proxy.port or 8080, auth
-
-    def _forget_after_fork(self) -> None:
-        """In a forked child, drop the parent's connections and lock without using them."""
-        import threading
-
-        self._idle = {}
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-
-    def close(self) -> None:
-        """Close every idle connection; later calls open new ones."""
-        with self._lock:
-            idle, self._idle = self._idle, {}
-        for connections in idle.values():
-            for conn in connections:
-                conn.close()
-
-    def __enter__(self) -> KeepAliveTransport:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # Idle sockets are ours to close even if the user never called close(); never in a
-        # forked child, and never an error at interpreter shutdown.
-        try:
-            if getattr(self, "_pid", None) == os.getpid():
-                self.close()  # nothing can hold the lock while the object is being finalised
-        except Exception:  # noqa: S110 - a finaliser must not raise
-            pass
-
-    def __repr__(self) -> str:
-        return f"KeepAliveTransport(max_idle_connections={self._max_idle})"
-
-
-class _Route:
-    """A URL's destination, computed once: the pool key and what to put on the wire."""
-
-    __slots__ = ("host", "key", "port", "proxy", "proxy_authorization", "scheme", "target")
-
-    def __init__(
-        self,
-        scheme: str,
-        host: str,
-        port: int,
-        proxy: tuple[str, int, str] | None,
-        *,
-        target: str,
-        proxy_authorization: str,
-    ) -> None:
-        self.scheme = scheme
-        self.host = host
-        self.port = port
+    def __init__(self, proxy: str, status: int, reason: str, variable: str, target: str) -> None:
+        super().__init__(f"{status} from the proxy {proxy}")
         self.proxy = proxy
+        self.status = status
+        self.reason = reason
+        self.variable = variable  # where the user set this proxy: HTTPS_PROXY or HTTP_PROXY
         self.target = target
-        self.proxy_authorization = proxy_authorization
-        self.key = (scheme, host, port, proxy)
 
 
-def _build_opener(context: ssl.SSLContext) -> urllib.request.OpenerDirector:
-    """An opener with proxies and our deadline connections, and no redirect or error handlers.
+def read_answer(response: http.client.HTTPResponse, proxy: str | None) -> tuple[int, bytes]:
+    """Finish an exchange the same way in every transport: refuse, or read the capped body.
 
-    Without HTTPErrorProcessor every status comes back as a response; without
-    HTTPRedirectHandler a 3xx is never followed.
+    A 3xx is never followed (a redirected POST can become a GET and lose its body); a 407
+    from the proxy named by ``proxy`` is about its credentials, not OpShift's answer.
     """
-    import functools
-    import urllib.request
+    status = response.status
+    if 300 <= status <= 399:
+        raise redirect_error(status, response.getheader("Location"))
+    if status == 407 and proxy is not None:
+        raise ProxyRefused(proxy, status, response.reason, "HTTP_PROXY", "")
+    return status, read_body(response)
 
-    from . import _http
 
-    class _HTTPHandler(urllib.request.HTTPHandler):
-        def http_open(self, req: urllib.request.Request) -> Any:
-            deadline = req.opshift_deadline  # type: ignore[attr-defined]
-            factory = functools.partial(_http.DeadlineHTTPConnection, deadline=deadline)
-            return self.do_open(factory, req)
+def read_body(response: http.client.HTTPResponse, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+    """Read the whole body, at most ``limit`` bytes; raise if it is longer or cut short."""
+    # With Content-Length, read() fetches exactly that and raises if the body is cut short.
+    declared = response.length
+    if declared is not None:
+        if declared > limit:
+            raise ResponseTooLarge(f"response declares {declared} bytes, over the {limit}-byte cap")
+        return response.read()  # raises IncompleteRead when cut short
+    chunks = []
+    total = 0
+    while True:
+        chunk = response.read(_CHUNK)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > limit:
+            raise ResponseTooLarge(f"response body exceeds the {limit}-byte cap")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
-    class _HTTPSHandler(urllib.request.HTTPSHandler):
-        def https_open(self, req: urllib.request.Request) -> Any:
-            deadline = req.opshift_deadline  # type: ignore[attr-defined]
-            factory = functools.partial(_http.DeadlineHTTPSConnection, deadline=deadline)
-            return self.do_open(factory, req, context=context)
 
-    opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), _HTTPHandler(), _HTTPSHandler()):
-        opener.add_handler(handler)
-    return opener
+def check_ssl_context(context: object) -> ssl.SSLContext | None:
+    """Return ``context`` if it can wrap sockets (an ``ssl.SSLContext``) or is None, else raise.
+
+    Checked without importing ssl, so building a transport stays cheap.
+    """
+    if context is None or callable(getattr(context, "wrap_socket", None)):
+        return context  # type: ignore[return-value]
+    raise ConfigurationError(
+        f"ssl_context must be an ssl.SSLContext, or None for the system's CAs "
+        f"(got {type(context).__name__})."
+    )
 
 
 def translate_exception(exc: BaseException, url: str, timeout: float) -> OpShiftError:
@@ -325,6 +132,8 @@ def translate_exception(exc: BaseException, url: str, timeout: float) -> OpShift
             f"{where} timed out: no complete response within the {timeout:.3g} s left of the "
             "call's timeout. OpShift may be slow or unreachable; raise timeout= or retry later."
         )
+    if isinstance(reason, ProxyRefused):
+        return _proxy_error(where, reason)
     detail = _describe(reason)
     if detail is None:
         return OpShiftError(
@@ -334,13 +143,29 @@ def translate_exception(exc: BaseException, url: str, timeout: float) -> OpShift
     return NetworkError(f"{where} failed: {detail}")
 
 
+def _proxy_error(where: str, refused: ProxyRefused) -> OpShiftError:
+    """A proxy's refusal, naming the proxy (never its password); 407 is never retried."""
+    said = f"{refused.status} {refused.reason.strip()[:40]}".rstrip()
+    # Only the proxy can answer a CONNECT, so a 401 there is its challenge too (tinyproxy
+    # answers 401 where RFC 9110 says 407).
+    if refused.status == 407 or (refused.status == 401 and refused.target):
+        return ProxyAuthenticationError(
+            f"{where} failed: the proxy {refused.proxy} answered {said}: it refused the "
+            f"credentials it was given, or was given none. Check the user and password in "
+            f"the proxy URL ({refused.variable}); nothing reached OpShift.",
+            status_code=refused.status,
+        )
+    return NetworkError(
+        f"{where} failed: the proxy {refused.proxy} refused to open a tunnel to "
+        f"{refused.target} ({said}). Check {refused.variable} and NO_PROXY; nothing reached "
+        "OpShift."
+    )
+
+
 def _describe(reason: BaseException) -> str | None:
     """A readable cause for a network-level failure, or None if it is not one."""
     import http.client
     import socket
-
-    from ._connection import ProtocolError
-    from ._deadline import ResponseTooLarge
 
     name = f"{type(reason).__name__}: {reason}"
     if isinstance(reason, ConnectionRefusedError):
@@ -353,8 +178,22 @@ def _describe(reason: BaseException) -> str | None:
         return f"{reason}; base_url may not point at OpShift."
     if type(reason).__module__ == "ssl":
         return f"TLS failed ({name}). For a private CA pass ssl_context= to the transport."
-    if isinstance(reason, (http.client.HTTPException, ProtocolError)):
+    if isinstance(reason, http.client.HTTPException):
         return f"malformed or truncated HTTP response ({name}); retry later."
     if isinstance(reason, OSError):
         return f"network error ({name})."
     return None
+
+
+def __getattr__(name: str) -> Any:
+    # The transports import http.client and urllib on first use; naming them here keeps
+    # ``from opshift.transport import UrllibTransport`` working without loading them early.
+    if name == "UrllibTransport":
+        from ._urllib_transport import UrllibTransport
+
+        return UrllibTransport
+    if name == "KeepAliveTransport":
+        from ._keepalive_transport import KeepAliveTransport
+
+        return KeepAliveTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,106 @@
+"""UrllibTransport: the default, one connection per call through the standard library's urllib."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from .errors import OpShiftError
+from .transport import check_ssl_context, read_answer, translate_exception
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    import ssl
+    import urllib.request
+    from typing import Any
+
+__all__ = ["UrllibTransport"]
+
+
+class UrllibTransport:
+    """The default transport: the standard library's urllib, with OpShift's guarantees.
+
+    - ``timeout`` bounds the whole exchange: connecting (each resolved address gets only
+      the time left), a proxy's CONNECT, the TLS handshake, sending, waiting and reading.
+      Only the DNS lookup itself cannot be interrupted.
+    - Redirects are never followed: a 3xx raises ``OpShiftError`` naming the location.
+    - Response bodies are capped at 1 MiB, everything read in one call at 2 MiB.
+    - Proxies come from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as urllib reads them, on the
+      first call. A proxy's 407 raises ``ProxyAuthenticationError``, never retried.
+    - TLS is verified with ``ssl_context``, or the system's CAs, never turned off.
+
+    Building one does no I/O and loads no certificates: the first call imports urllib,
+    and the first https call loads the system's CAs, once per process.
+
+    One instance is thread-safe; it opens one connection per request.
+
+    Raises:
+        ConfigurationError: ``ssl_context`` is not an ``ssl.SSLContext``.
+    """
+
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl_context = check_ssl_context(ssl_context)
+        self._opener: urllib.request.OpenerDirector | None = None
+
+    def __call__(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        import urllib.request
+
+        from . import _http
+
+        deadline = time.monotonic() + timeout
+        _http.check_request(url, headers)
+        opener = self._opener or self._build_opener()
+        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+        request.opshift_deadline = deadline  # type: ignore[attr-defined]
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                proxy = None
+                if request.has_proxy():  # plain http through a proxy: the 407 would be its
+                    proxy = _http.proxy_name(request.host, 443 if request.type == "https" else 80)
+                return read_answer(response, proxy)
+        except OpShiftError:
+            raise
+        except Exception as exc:
+            raise translate_exception(exc, url, timeout) from exc
+
+    def _build_opener(self) -> urllib.request.OpenerDirector:
+        """Proxies and our deadline connections, without redirect or error handlers.
+
+        Without HTTPErrorProcessor every status comes back as a response; without
+        HTTPRedirectHandler a 3xx is never followed. Two threads racing here build two
+        equal openers; one is kept.
+        """
+        import urllib.request
+
+        from . import _http
+
+        transport = self
+        # do_open passes our keywords through; typeshed's protocol does not list them.
+        connection: Any = _http.HTTPConnection
+        tls_connection: Any = _http.HTTPSConnection
+
+        class HTTPHandler(urllib.request.HTTPHandler):
+            def http_open(self, req: urllib.request.Request) -> Any:
+                deadline = req.opshift_deadline  # type: ignore[attr-defined]
+                return self.do_open(connection, req, deadline=deadline)
+
+        class HTTPSHandler(urllib.request.HTTPSHandler):
+            def __init__(self) -> None:
+                # Not HTTPSHandler's: on Python 3.12+ it loads the system's CAs at once.
+                urllib.request.AbstractHTTPHandler.__init__(self)
+
+            def https_open(self, req: urllib.request.Request) -> Any:
+                deadline = req.opshift_deadline  # type: ignore[attr-defined]
+                context = transport._ssl_context or _http.default_context()
+                return self.do_open(tls_connection, req, deadline=deadline, context=context)
+
+        opener = urllib.request.OpenerDirector()
+        for handler in (urllib.request.ProxyHandler(), HTTPHandler(), HTTPSHandler()):
+            opener.add_handler(handler)
+        self._opener = opener
+        return opener
+
+    def __repr__(self) -> str:
+        return "UrllibTransport()"
