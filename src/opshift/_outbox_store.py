@@ -192,7 +192,6 @@ class MemoryStore:
             ]
         return min(due) if due else None
 
-
     def _forget_empty(self) -> None:
         for destination in [d for d, q in self._queues.items() if not q]:
             if destination not in self._claimed and not self._failures.get(destination):
