@@ -601,6 +601,22 @@ def render_overhead(data: dict[str, float], _: Any) -> list[str]:
     ]
 
 
+def measure_outbox(setup: Setup) -> dict[str, dict[str, float]]:
+    """Outbox enqueue cost and drain throughput, each against its baseline (outbox_bench)."""
+    import outbox_bench
+
+    return {
+        "enqueue": outbox_bench.measure_enqueue(max(setup.rounds, 5), 3000),
+        "drain": outbox_bench.measure_drain(setup.urls["http"], min(setup.rounds, 5), 5000),
+    }
+
+
+def render_outbox(data: dict[str, dict[str, float]], _: Any) -> list[str]:
+    import outbox_bench
+
+    return outbox_bench.report(data["enqueue"], data["drain"])
+
+
 Measure = Callable[[Setup], Any]
 Render = Callable[[Any, dict[str, Any]], list[str]]
 # In report order; each section's data lands in benchmarks.json under its name.
@@ -610,6 +626,7 @@ SECTIONS: list[tuple[str, Measure, Render]] = [
     ("cold_start", measure_cold_start, render_cold_start),
     ("imports", measure_imports, render_imports),
     ("overhead", measure_overhead, render_overhead),
+    ("outbox", measure_outbox, render_outbox),
 ]
 
 
@@ -678,6 +695,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # outbox_bench
 
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pinned = len(cores) >= 2
@@ -712,6 +730,9 @@ def main() -> None:
     finally:
         for server in servers.values():
             server.stop()
+    previous = args.out / "benchmarks.json"
+    if args.only is not None and previous.exists():  # keep the sections not re-run
+        sections = {**json.loads(previous.read_text())["sections"], **sections}
     results = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
