@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from opshift import KeepAliveTransport, OpShift, UrllibTransport
+from opshift import KeepAliveTransport, OpShift, Outbox, UrllibTransport
 from opshift.testing import FakeTransport, OpShiftServer
 
 # A throwaway team secret for tests; the known-answer signatures in the tests are for it.
@@ -68,6 +68,17 @@ def with_pytest_plugin(folder: Path, env: dict[str, str]) -> dict[str, str]:
         if k not in ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_ADDOPTS")
     }
     return {**env, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def one_pass(outbox: Outbox) -> bool:
+    """One urgent pass of the outbox's sender, in this thread: every due destination is tried
+    once, backoff ignored, as flush() begins. True if nothing is left afterwards.
+
+    flush(timeout) never sends past its deadline, so flush(0) sends nothing; tests that
+    step delivery one pass at a time (with a fake clock) use this instead.
+    """
+    outbox._deliver_due(urgent=True)
+    return outbox.pending == 0
 
 
 def refused_url() -> str:

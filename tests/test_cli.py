@@ -359,3 +359,34 @@ def test_ping_with_opshift_disabled_says_so(
     captured = capsys.readouterr()
     assert "OpShift is disabled" in captured.err
     assert json.loads(captured.out)["message"] == "OpShift disabled"
+
+
+def test_outbox_listing_only_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Listing works on a read-only file and changes nothing in it."""
+    path = tmp_path / "o.sqlite3"
+    _queue(path, 2)
+    for name in os.listdir(tmp_path):
+        os.chmod(tmp_path / name, 0o400)
+    before = path.read_bytes()
+    try:
+        assert main(["outbox", str(path)]) == 0
+    finally:
+        for name in os.listdir(tmp_path):
+            os.chmod(tmp_path / name, 0o600)
+    assert f"{path}: 3 item(s) waiting" in capsys.readouterr().out
+    assert path.read_bytes() == before
+    empty = tmp_path / "new.sqlite3"
+    empty.touch()
+    assert main(["outbox", str(empty)]) == 0  # a read-write open would have made tables
+    assert f"{empty}: 0 item(s) waiting" in capsys.readouterr().out
+    assert empty.stat().st_size == 0
+
+
+def test_outbox_listing_refuses_a_file_that_is_not_an_outbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pointing `opshift outbox` at another file is a usage error, not a traceback."""
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    assert main(["outbox", str(path)]) == 2
+    assert "Cannot use" in capsys.readouterr().err

@@ -11,8 +11,9 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,19 @@ from typing import Any
 import pytest
 
 import opshift
-from opshift import BadRequestError, ConfigurationError, KeepAliveTransport, OpShift, OpShiftError
+from opshift import (
+    BadRequestError,
+    ConfigurationError,
+    KeepAliveTransport,
+    OpShift,
+    OpShiftError,
+    UrllibTransport,
+)
+from opshift._outbox_store import APPLICATION_ID, ENQUEUE_WAIT, SQLiteStore
 from opshift.outbox import Outbox
 from opshift.testing import FakeTransport, OpShiftServer
 
-from .helpers import OTHER_SECRET, SECRET, refused_url
+from .helpers import OTHER_SECRET, SECRET, one_pass, refused_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,7 +163,7 @@ def test_outage_then_recovery_delivers_everything_in_order(
     for n in range(4):
         outbox.alert("deploy-failures", title=f"deploy {n}")
         outbox.ping("payments-worker", status="down", reason=f"r{n}")
-    assert outbox.flush(0) is False  # refused: both destinations fail and back off
+    assert one_pass(outbox) is False  # refused: both destinations fail and back off
     assert outbox.stats["retried"] == 2
     assert outbox.pending == 8
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -197,7 +206,7 @@ def test_a_429_on_one_token_does_not_delay_another(live: OpShiftServer, spool: P
     for n in range(12):
         outbox.ping("busy-token", metadata={"n": n})
     outbox.ping("quiet-token", status="down", reason="disk full")
-    assert outbox.flush(0) is False
+    assert one_pass(outbox) is False
     assert [b["metadata"]["n"] for b in bodies(live, "/api/ping/busy-token")] == list(range(11))
     assert [r.status for r in live.requests if r.path == "/api/ping/busy-token"][-1] == 429
     assert bodies(live, "/api/ping/quiet-token") == [{"status": "down", "reason": "disk full"}]
@@ -240,8 +249,8 @@ def test_flush_tries_now_even_during_backoff(spool: Path | None) -> None:
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool, backoff=30.0)
     outbox.alert("h", title="t")
     fake.fail_next(503)
-    assert outbox.flush(0) is False
-    assert outbox.flush(0) is True  # 30 s of backoff left, tried anyway
+    assert one_pass(outbox) is False
+    assert one_pass(outbox) is True  # 30 s of backoff left, tried anyway
     assert len(fake.requests) == 2
 
 
@@ -263,7 +272,7 @@ def test_final_errors_are_dropped_logged_and_counted(
     outbox.alert("h", title="first")
     outbox.alert("h", title="second")
     fake.fail_next(status, {"error": error})
-    assert outbox.flush(0) is True
+    assert one_pass(outbox) is True
     assert outbox.stats["dropped_rejected"] == 1
     assert outbox.stats["delivered"] == 1  # the next item of the same destination went on
     assert [r.json for r in fake.requests] == [{"title": "first"}, {"title": "second"}]
@@ -281,10 +290,10 @@ def test_retryable_statuses_keep_the_item(status: int, spool: Path | None) -> No
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool)
     outbox.alert("h", title="t")
     fake.fail_next(status, {"error": "x"})
-    assert outbox.flush(0) is False
+    assert one_pass(outbox) is False
     assert outbox.pending == 1
     assert outbox.stats["retried"] == 1
-    assert outbox.flush(0) is True
+    assert one_pass(outbox) is True
 
 
 def test_a_network_error_keeps_the_item(spool: Path | None) -> None:
@@ -293,8 +302,8 @@ def test_a_network_error_keeps_the_item(spool: Path | None) -> None:
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool)
     outbox.ping("w", status="down")
     fake.raise_next(ConnectionResetError("reset"))
-    assert outbox.flush(0) is False
-    assert outbox.flush(0) is True
+    assert one_pass(outbox) is False
+    assert one_pass(outbox) is True
     assert outbox.stats["retried"] == 1
 
 
@@ -313,7 +322,7 @@ def test_up_pings_expire_after_ping_ttl(
     outbox.ping("w", status="down", reason="r")
     outbox.alert("h", title="t")
     clock.advance(300.5)
-    assert outbox.flush(0) is True
+    assert one_pass(outbox) is True
     assert [r.json for r in fake.requests] == [{"status": "down", "reason": "r"}, {"title": "t"}]
     assert outbox.stats["dropped_expired"] == 2
     warning = next(r for r in caplog.records if r.levelno == logging.WARNING)
@@ -330,7 +339,7 @@ def test_everything_expires_after_max_age(spool: Path | None) -> None:
     clock.advance(1800)
     outbox.alert("h", title="newer")
     clock.advance(1800.5)
-    assert outbox.flush(0) is True
+    assert one_pass(outbox) is True
     assert [r.json for r in fake.requests] == [{"title": "newer"}]
     assert outbox.stats["dropped_expired"] == 2
 
@@ -342,7 +351,7 @@ def test_items_expire_while_their_destination_backs_off(spool: Path | None) -> N
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool, clock=clock, backoff=1000.0)
     outbox.ping("w")
     fake.fail_next(503)
-    assert outbox.flush(0) is False
+    assert one_pass(outbox) is False
     clock.advance(301)
     outbox._deliver_due()  # a sender pass: the backoff is not over, the ping is stale
     assert outbox.pending == 0
@@ -368,7 +377,7 @@ def test_full_outbox_drops_the_oldest_up_ping_first(
     assert outbox.alert("h", title="a4") == 0  # no up ping left: the new alert is dropped
     assert outbox.pending == 3
     assert outbox.stats["dropped_full"] == 3
-    assert outbox.flush(0) is True
+    assert one_pass(outbox) is True
     assert [r.json for r in fake.requests] == [{"title": "a1"}, {"title": "a2"}, {"title": "a3"}]
     warnings = [r.getMessage() for r in caplog.records if "Outbox full" in r.getMessage()]
     assert len(warnings) == 1  # at most one line a minute
@@ -397,14 +406,22 @@ def test_kill_9_right_after_enqueue_loses_nothing(live: OpShiftServer, tmp_path:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # the child's send hangs here
         child = _python(
             f"""
-            import sys, time
-            from opshift import OpShift, Outbox
-            client = OpShift({SECRET!r}, base_url="http://127.0.0.1:{silent.getsockname()[1]}")
+            import threading
+            from opshift import OpShift, Outbox, UrllibTransport
+            sending = threading.Event()
+            inner = UrllibTransport()
+            def transport(url, body, headers, timeout):  # tells when the send has begun
+                sending.set()
+                return inner(url, body, headers, timeout)
+            client = OpShift(
+                {SECRET!r}, base_url="http://127.0.0.1:{silent.getsockname()[1]}",
+                transport=transport,
+            )
             outbox = Outbox(client, {str(path)!r})
             item = outbox.alert("deploy-failures", title="Deploy failed")
-            outbox.flush(0.3)  # the sender has claimed it and hangs on the silent server
+            sending.wait(30)  # the sender claimed it and hangs on the silent server
             print(item, flush=True)
-            time.sleep(60)
+            threading.Event().wait(60)
             """
         )
         with child:
@@ -569,6 +586,7 @@ def test_a_newer_schema_is_refused_and_an_empty_file_is_upgraded(tmp_path: Path)
     """user_version tracks the schema: a future one is refused, version 0 is brought up."""
     newer = tmp_path / "newer.sqlite3"
     with closing(sqlite3.connect(newer)) as conn:
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(ConfigurationError, match="schema version 99, newer than"):
         Outbox(OpShift(SECRET), newer)
@@ -577,27 +595,77 @@ def test_a_newer_schema_is_refused_and_an_empty_file_is_upgraded(tmp_path: Path)
     quiet_outbox(OpShift(SECRET), empty).close()
     with closing(sqlite3.connect(empty)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_a_full_disk_keeps_items_in_memory(
+def test_a_full_disk_keeps_items_in_memory_in_order(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """When the file cannot grow, items wait in memory (logged once) and are still delivered."""
+    """When the file cannot grow, items wait in memory (logged once), keep their order, and
+    move back into the file once it takes writes."""
     fake = FakeTransport(SECRET)
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), tmp_path / "o.sqlite3")
+    outbox.alert("h", title="t0")  # opens the enqueue connection, which the disk then fills
     store = outbox._store
-    assert store is not None
-    (pages,) = store._conn.execute("PRAGMA page_count").fetchone()  # type: ignore[union-attr]
-    store._conn.execute(f"PRAGMA max_page_count = {pages}")  # type: ignore[union-attr]
-    for n in range(50):
-        outbox.alert("h", title=f"t{n}", description="x" * 1000)
+    assert isinstance(store, SQLiteStore) and store._add_conn is not None
+    (pages,) = store._add_conn.execute("PRAGMA page_count").fetchone()
+    store._add_conn.execute(f"PRAGMA max_page_count = {pages}")
+    for n in range(1, 50):
+        assert outbox.alert("h", title=f"t{n}", description="x" * 1000) > 0
     assert outbox.pending == 50
-    assert outbox.flush(0) is True
+    assert one_pass(outbox) is True
     assert [r.json["title"] for r in fake.requests] == [f"t{n}" for n in range(50)]
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert "keeping new items in memory" in errors[0]
+    assert "database or disk is full" in errors[0]
+
+
+def test_a_locked_file_never_stalls_enqueue_and_order_survives(tmp_path: Path) -> None:
+    """Another process holding the file's write lock costs enqueue at most ENQUEUE_WAIT; the
+    items wait in memory and reach OpShift in order once the lock is gone."""
+    path = tmp_path / "o.sqlite3"
+    fake = FakeTransport(SECRET)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), path)
+    outbox.ping("payments-worker", status="down", reason="r0")
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # another writer, holding on
+        started = time.monotonic()
+        outbox.ping("payments-worker", status="down", reason="r1")
+        outbox.ping("payments-worker", status="up")
+        elapsed = time.monotonic() - started
+        assert outbox.pending == 3
+        other.execute("ROLLBACK")
+    assert elapsed < 2 * ENQUEUE_WAIT + 1.0  # not the 10 s a default busy timeout waits
+    outbox.ping("payments-worker", status="up", reason="after")  # behind what waits in memory
+    assert one_pass(outbox) is True
+    assert [(r.json["status"], r.json.get("reason")) for r in fake.requests] == [
+        ("down", "r0"),
+        ("down", "r1"),
+        ("up", None),
+        ("up", "after"),
+    ]
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (0,)
+
+
+def test_memory_items_go_out_while_the_file_stays_unwritable(tmp_path: Path) -> None:
+    """Items kept in memory are delivered even if the file never takes writes again, unless
+    older items of the same destination wait in the file (order first)."""
+    path = tmp_path / "o.sqlite3"
+    fake = FakeTransport(SECRET)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), path)
+    outbox.alert("older-in-file", title="first")
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # the file stays locked for the whole pass
+        outbox.alert("older-in-file", title="second")
+        outbox.alert("only-in-memory", title="alone")
+        one_pass(outbox)
+        assert [r.json["title"] for r in fake.requests] == ["alone"]
+        other.execute("ROLLBACK")
+    assert one_pass(outbox) is True
+    assert [r.json["title"] for r in fake.requests] == ["alone", "first", "second"]
 
 
 def test_disabled_client_keeps_nothing_and_starts_nothing(
@@ -610,7 +678,7 @@ def test_disabled_client_keeps_nothing_and_starts_nothing(
     with pytest.raises(BadRequestError):
         outbox.alert("h", title="")
     assert outbox.pending == 0
-    assert outbox.flush(0) is True
+    assert one_pass(outbox) is True
     assert outbox._thread is None
     assert list(tmp_path.iterdir()) == []
 
@@ -674,3 +742,275 @@ def test_expiry_leaves_items_another_sender_is_sending(tmp_path: Path) -> None:
     other._deliver_due()
     assert other.pending == 0
     assert other.stats["dropped_expired"] == 1
+
+
+def test_exit_flush_delivers_a_file_outbox(live: OpShiftServer, tmp_path: Path) -> None:
+    """A cron job that queues to a file and exits has its items delivered by the exit flush."""
+    code = f"""
+        from opshift import OpShift, Outbox
+        outbox = Outbox(OpShift({SECRET!r}, base_url={live.url!r}), {str(tmp_path / "o.db")!r})
+        for n in range(3):
+            outbox.alert("deploy-failures", title=f"t{{n}}")
+        """
+    child = _python(code)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert "Could not flush" not in err
+    assert [b["title"] for b in bodies(live, "/api/alerts/trigger/deploy-failures")] == [
+        "t0",
+        "t1",
+        "t2",
+    ]
+
+
+def test_flush_close_and_exit_keep_their_deadlines_without_a_sender_thread() -> None:
+    """With OpShift hanging, an inline flush gives up at its deadline, not after a full
+    client timeout per destination; close(0) sends nothing; the exit flush is bounded too."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        outbox = Outbox(OpShift(SECRET, base_url=url, timeout=30), background=False)
+        for n in range(4):
+            outbox.alert(f"hook-{n}", title="t")
+        started = time.monotonic()
+        assert outbox.flush(0.5) is False
+        flushed_in = time.monotonic() - started
+        started = time.monotonic()
+        assert outbox.close(0) is False
+        closed_in = time.monotonic() - started
+        code = f"""
+            import time
+            from opshift import OpShift, Outbox
+            outbox = Outbox(OpShift({SECRET!r}, base_url={url!r}, timeout=30),
+                            background=False, exit_timeout=0.5)
+            for n in range(4):
+                outbox.alert(f"hook-{{n}}", title="t")
+            """
+        child = _python(code)
+        started = time.monotonic()
+        child.communicate(timeout=60)
+        exited_in = time.monotonic() - started
+    assert flushed_in < 5  # one hung send bounded by what was left, not 4 x 30 s
+    assert closed_in < 1
+    assert exited_in < 10
+    assert outbox.stats["retried"] <= 1  # a send cut short by the deadline is one retry
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, on purpose
+def test_forked_child_uses_the_file_with_connections_of_its_own(
+    live: OpShiftServer, tmp_path: Path
+) -> None:
+    """After fork() a file outbox works in both processes; neither uses the other's
+    connection, and the child sees the parent's waiting items (it is one file)."""
+    path = tmp_path / "o.sqlite3"
+    outbox = quiet_outbox(OpShift(SECRET, base_url=live.url), path, clock=time.time)
+    outbox.alert("parent-hook", title="the parent's")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            seen = outbox.pending
+            outbox.alert("child-hook", title="the child's")
+            sent = outbox.flush(10)
+            os.write(write, f"{seen},{sent}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    report = os.read(read, 100)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert report == b"1,True"  # the child delivered both: one file, shared
+    assert outbox.pending == 0
+    assert sorted(r.path for r in live.requests) == [
+        "/api/alerts/trigger/child-hook",
+        "/api/alerts/trigger/parent-hook",
+    ]
+    outbox.alert("parent-hook", title="again")
+    assert outbox.flush(10)
+
+
+def test_backoff_survives_thousands_of_failures(spool: Path | None) -> None:
+    """A destination failing for days keeps a capped backoff (2.0 ** 1024 would overflow)
+    and still delivers once OpShift answers."""
+    fake = FakeTransport(SECRET)
+    clock = Clock()
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool, clock=clock, max_age=10**9)
+    outbox.alert("h", title="t")
+    fake.fail_next(503, times=1100)
+    for _ in range(1100):
+        one_pass(outbox)
+        clock.advance(61)
+    assert outbox.stats["retried"] == 1100
+    assert one_pass(outbox) is True
+    assert outbox.stats["delivered"] == 1
+
+
+def test_jitter_scales_the_backoff(spool: Path | None) -> None:
+    """Full jitter: the wait is the random factor times the exponential backoff."""
+    fake = FakeTransport(SECRET)
+    clock = Clock()
+    outbox = quiet_outbox(
+        OpShift(SECRET, transport=fake), spool, clock=clock, backoff=8.0, random=lambda: 0.25
+    )
+    outbox.alert("h", title="t")
+    fake.fail_next(503)
+    one_pass(outbox)
+    clock.advance(1.9)
+    outbox._deliver_due()
+    assert len(fake.requests) == 1  # 0.25 x 8 s = 2 s: not yet
+    clock.advance(0.1)
+    outbox._deliver_due()
+    assert len(fake.requests) == 2
+
+
+def test_an_html_4xx_from_a_proxy_is_retried_not_dropped(spool: Path | None) -> None:
+    """Only OpShift's own JSON error makes a 4xx final; a firewall's HTML 403 keeps the item."""
+    fake = FakeTransport(SECRET)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool)
+    outbox.alert("h", title="t")
+    fake.fail_next(
+        403, b"<html>Access denied by the corporate proxy</html>", content_type="text/html"
+    )
+    assert one_pass(outbox) is False
+    assert outbox.stats["dropped_rejected"] == 0
+    assert outbox.stats["retried"] == 1
+    assert one_pass(outbox) is True
+
+
+def test_rejections_are_logged_once_per_batch(
+    spool: Path | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deleted webhook with many queued alerts logs one ERROR line, with the count."""
+    outbox = quiet_outbox(
+        OpShift(SECRET, transport=FakeTransport(SECRET, auto_create=False)), spool
+    )
+    for n in range(5):
+        outbox.alert("deleted-hook", title=f"t{n}")
+    assert one_pass(outbox) is True
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "(and 4 more to it)" in errors[0]
+    assert "404" in errors[0]
+    assert outbox.stats["dropped_rejected"] == 5
+
+
+def test_a_lease_lost_to_another_sender_stops_the_batch(tmp_path: Path) -> None:
+    """A sender whose lease was taken over stops sending that destination's items."""
+    path = tmp_path / "o.sqlite3"
+    clock = Clock()
+    first = quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path, clock=clock)
+    second = quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path, clock=clock)
+    first.alert("h", title="t")
+    assert isinstance(first._store, SQLiteStore) and isinstance(second._store, SQLiteStore)
+    work = first._store.claim(clock(), 60.0)
+    assert work is not None
+    clock.advance(61)  # the lease ran out...
+    assert second._store.claim(clock(), 60.0) is not None  # ...and another sender took it
+    assert (
+        first._store.finish(work.destination, [], 0, 0.0, release=False, lease=60.0, now=clock())
+        is False
+    )
+
+
+def test_dead_owners_are_freed_only_in_the_same_process_namespace(tmp_path: Path) -> None:
+    """A lease held by a pid that does not exist here is freed only if the owner shares this
+    host, boot and pid namespace; a pid from another container means nothing."""
+    path = tmp_path / "o.sqlite3"
+    clock = Clock()
+    outbox = quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path, clock=clock)
+    outbox.alert("here", title="t")
+    outbox.alert("elsewhere", title="t")
+    store = outbox._store
+    assert isinstance(store, SQLiteStore)
+    host, boot, namespace, _, _ = store.owner.split(":")
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for destination, owner in (
+            ("/api/alerts/trigger/here", f"{host}:{boot}:{namespace}:{dead}:ab"),
+            ("/api/alerts/trigger/elsewhere", f"{host}:{boot}:999999:{dead}:ab"),
+        ):
+            conn.execute(
+                "INSERT INTO destinations (destination, lease_until, owner) VALUES (?, ?, ?)",
+                (destination, clock() + 600, owner),
+            )
+    one_pass(outbox)
+    assert outbox.pending == 1  # "here" was freed and sent; "elsewhere" waits for its lease
+
+
+def test_someone_elses_database_is_refused_whatever_its_user_version(tmp_path: Path) -> None:
+    """An application's SQLite file with user_version 1 is still not an outbox."""
+    path = tmp_path / "app.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA user_version = 1")
+    with pytest.raises(ConfigurationError, match="not an opshift outbox"):
+        Outbox(OpShift(SECRET), path)
+
+
+def test_close_twice_and_use_after_close_are_calm(tmp_path: Path) -> None:
+    """A second close() returns the first one's answer; pending and flush() after close
+    report what was left instead of failing on a closed file."""
+    outbox = quiet_outbox(OpShift(SECRET, base_url=refused_url()), tmp_path / "o.sqlite3")
+    outbox.alert("h", title="t")
+    with outbox:
+        assert outbox.close(0) is False
+    assert outbox.close() is False
+    assert outbox.pending == 1
+    assert outbox.flush(1) is False
+
+
+def test_an_idle_sender_ends_so_a_dropped_outbox_can_be_collected(
+    live: OpShiftServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing left to send the thread ends after a while; queuing again restarts it."""
+    import gc
+    import weakref
+
+    import opshift.outbox
+
+    monkeypatch.setattr(opshift.outbox, "_IDLE_EXIT", 0.0)
+    outbox = Outbox(OpShift(SECRET, base_url=live.url))
+    outbox.alert("h", title="first")
+    first = outbox._thread
+    assert first is not None
+    assert outbox.flush(10)
+    first.join(10)
+    assert not first.is_alive()
+    outbox.alert("h", title="second")  # a new sender starts for it
+    second = outbox._thread
+    assert second is not None and second is not first
+    assert outbox.flush(10)
+    assert [b["title"] for b in bodies(live, "/api/alerts/trigger/h")] == ["first", "second"]
+    second.join(10)
+    assert outbox._thread is None
+    ref = weakref.ref(outbox)
+    del outbox
+    gc.collect()
+    assert ref() is None
+
+
+def test_the_sender_delivers_without_a_flush(live: OpShiftServer) -> None:
+    """Queuing wakes the background sender by itself: the alert arrives with no flush()."""
+    arrived = threading.Event()
+    inner = UrllibTransport()
+
+    def transport(
+        url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        answer = inner(url, body, headers, timeout)
+        arrived.set()
+        return answer
+
+    outbox = Outbox(OpShift(SECRET, base_url=live.url, transport=transport))
+    outbox.alert("h", title="unprompted")
+    assert arrived.wait(10)
+    outbox.close()
+    assert bodies(live, "/api/alerts/trigger/h") == [{"title": "unprompted"}]
+
+
+def test_an_existing_loose_file_is_made_private(tmp_path: Path) -> None:
+    """A file created 0644 by someone else's umask becomes 0600 when the outbox opens it."""
+    path = tmp_path / "o.sqlite3"
+    path.touch(mode=0o644)
+    os.chmod(path, 0o644)
+    quiet_outbox(OpShift(SECRET), path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

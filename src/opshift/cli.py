@@ -297,18 +297,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def _outbox(args: argparse.Namespace) -> int:
     """List an outbox file's waiting items, or deliver them with --flush."""
-    from ._outbox_store import SQLiteStore
+    from ._outbox_store import read_summary
 
     if not os.path.isfile(args.path):
         print(f"opshift: error: no outbox file at {args.path!r}", file=sys.stderr)
         return 2
     if args.flush:
         _flush_outbox(args)
-    store = SQLiteStore(args.path)
-    try:
-        left = store.summary(time.time())
-    finally:
-        store.close()
+    left = read_summary(args.path, time.time())  # read-only: listing never writes
     if not args.flush or left or not args.quiet:
         _print_summary(args.path, left, sys.stderr if args.flush and args.quiet else sys.stdout)
     return 1 if args.flush and left else 0

@@ -21,7 +21,7 @@ import weakref
 from typing import Callable, TypedDict, Union
 
 from . import _log, _validation
-from ._outbox_store import Item, MemoryStore, SQLiteStore, Work
+from ._outbox_store import Item, MemoryStore, SQLiteStore, StoreBusy, Work
 from .client import OpShift, _given
 from .errors import ConfigurationError, OpShiftError
 from .types import Metadata, PingStatus, Severity
@@ -43,8 +43,10 @@ _Store = Union[MemoryStore, SQLiteStore]
 _STAT_NAMES = ("delivered", "retried", "dropped_rejected", "dropped_expired", "dropped_full")
 _PROGRESS_EVERY = 100  # delivered items recorded (one commit) at a time
 _IDLE_POLL = 5.0  # how often a file-backed sender looks for other processes' items
+_IDLE_EXIT = 30.0  # a sender with nothing to do for this long ends; the next item restarts it
+_SPILL_FIRST_ID = 10**12  # ids of items kept in memory while the file could not take them
+_MAX_EXPONENT = 30  # backoff doubles at most this often: 2.0 ** 1024 would overflow
 _live: weakref.WeakSet[Outbox] = weakref.WeakSet()
-_abandoned: list[object] = []  # a forked child's copies of the parent's connections
 
 
 class Outbox:
@@ -116,16 +118,21 @@ class Outbox:
         self._store: _Store | None = None
         if client.enabled:  # a disabled client's outbox validates and keeps nothing
             self._store = SQLiteStore(self.path) if self.path is not None else MemoryStore()
-        self._spill: MemoryStore | None = None  # items the file had no room for
+        self._spill: MemoryStore | None = None  # items the file could not take, in order
         self._stats = dict.fromkeys(_STAT_NAMES, 0)
         self._full_logged_at = float("-inf")
         self._full_unlogged = 0
+        self._store_error_logged_at = float("-inf")
         self._closed = False
+        self._pending_at_close = 0
         self._init_threading()
         _live.add(self)  # for the fork hook and the exit flush
+        if self._background and isinstance(self._store, SQLiteStore) and self._store.count():
+            self._start()  # items left by an earlier process: deliver them now
 
     def _init_threading(self) -> None:
         self._pid = os.getpid()
+        self._lifecycle = threading.Lock()  # queuing vs close(), and the sender's start/end
         self._wakeup = threading.Event()  # set: the sender should look at the stores now
         self._passed = threading.Condition()  # notified after each of the sender's passes
         self._urgent = False
@@ -152,6 +159,7 @@ class Outbox:
 
         Raises:
             BadRequestError: a field breaks a documented limit; nothing is queued.
+            OpShiftError: the outbox is closed.
         """
         fields = _given(status=status, reason=reason, group_key=group_key, metadata=metadata)
         path, body = self.client._prepare("ping", ping_token, fields)
@@ -174,6 +182,7 @@ class Outbox:
 
         Raises:
             BadRequestError: a field breaks a documented limit; nothing is queued.
+            OpShiftError: the outbox is closed.
         """
         fields = _given(
             title=title,
@@ -189,33 +198,42 @@ class Outbox:
         store = self._store
         if store is None:
             return 0
-        if self._closed:
-            raise OpShiftError(
-                "This Outbox is closed; nothing was queued. Make a new Outbox, or queue "
-                "before close() (or the end of its with block)."
-            )
         if _NO_FORK_HOOK and os.getpid() != self._pid:
             self._after_fork()
-        now = self._clock()
-        try:
-            item_id, dropped = store.add(kind, path, body, is_up, now, self.max_pending)
-        except sqlite3.Error as exc:  # disk full, file gone read-only: keep it in memory
-            item_id, dropped = self._spill_store(exc).add(
-                kind, path, body, is_up, now, self.max_pending
-            )
+        with self._lifecycle:
+            if self._closed:
+                raise OpShiftError(
+                    "This Outbox is closed; nothing was queued. Make a new Outbox, or queue "
+                    "before close() (or the end of its with block)."
+                )
+            now = self._clock()
+            spill = self._spill
+            if spill is not None and spill.count():  # keep FIFO: after what waits in memory
+                item_id, dropped = spill.add(kind, path, body, is_up, now, self.max_pending)
+            else:
+                try:
+                    item_id, dropped = store.add(kind, path, body, is_up, now, self.max_pending)
+                except (StoreBusy, sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+                    # Busy, disk full, read-only: keep it in memory until the file can take it.
+                    item_id, dropped = self._spill_store(exc).add(
+                        kind, path, body, is_up, now, self.max_pending
+                    )
+            if self._background and self._thread is None:
+                self._start()
         if dropped is not None:
             self._dropped_full(dropped, new=item_id == 0)
         if not self._wakeup.is_set():  # while the sender is busy, enqueue takes no lock here
-            self._wake()
+            self._wakeup.set()
         return item_id
 
-    def _spill_store(self, exc: sqlite3.Error) -> MemoryStore:
+    def _spill_store(self, exc: Exception) -> MemoryStore:
         if self._spill is None:
-            self._spill = MemoryStore()
+            self._spill = MemoryStore(first_id=_SPILL_FIRST_ID)
+        if not self._spill.count():  # a new streak
             _log.logger().error(
-                "Cannot write the outbox file %r (%s); keeping new items in memory until it "
-                "can, where they are lost if the process dies. Free disk space or fix the "
-                "file's permissions.",
+                "Cannot write the outbox file %r (%s); keeping new items in memory, in order, "
+                "until it can (they are lost if the process dies first). Free disk space or "
+                "fix the file's permissions if this goes on.",
                 self.path,
                 exc,
             )
@@ -243,8 +261,19 @@ class Outbox:
 
     @property
     def pending(self) -> int:
-        """Items not yet delivered, dropped or expired (all processes' items, for a file)."""
-        return sum(store.count() for store in self._stores())
+        """Items not yet delivered, dropped or expired (all processes' items, for a file).
+
+        After ``close()``: what was left when it closed.
+        """
+        if self._closed:
+            return self._pending_at_close
+        try:
+            return sum(store.count() for store in self._stores())
+        except sqlite3.Error as exc:
+            raise OpShiftError(
+                f"Cannot read the outbox file {self.path!r}: {exc}. Check the disk and the "
+                "file's permissions."
+            ) from exc
 
     @property
     def stats(self) -> OutboxStats:
@@ -280,9 +309,11 @@ class Outbox:
         deadline = time.monotonic() + _validation.check_number("timeout", timeout, inclusive=True)
         if self._store is None:
             return True
+        if self._closed:
+            return self._pending_at_close == 0
         if os.getpid() != self._pid:
             self._after_fork()
-        return self._flush(deadline, start=not self._closed)
+        return self._flush(deadline, start=True)
 
     def _flush(self, deadline: float, *, start: bool) -> bool:
         """Let the sender thread deliver (starting it if allowed), else deliver here."""
@@ -295,7 +326,7 @@ class Outbox:
         self._urgent = True
         self._wakeup.set()
         while True:
-            if self.pending == 0:
+            if self._count_pending() == 0:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -308,9 +339,9 @@ class Outbox:
     def _deliver_inline(self, deadline: float) -> bool:
         urgent = True
         while True:
-            delay = self._deliver_due(urgent=urgent)
+            delay = self._deliver_due(urgent=urgent, deadline=deadline)
             urgent = False
-            if self.pending == 0:
+            if self._count_pending() == 0:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -318,26 +349,46 @@ class Outbox:
             self._wakeup.wait(min(remaining, delay if delay is not None else 0.2, 1.0))
             self._wakeup.clear()
 
+    def _count_pending(self) -> int:
+        """pending, or -1 while the file cannot be read (so a flush keeps trying)."""
+        try:
+            return sum(store.count() for store in self._stores())
+        except sqlite3.Error:
+            return -1
+
     def close(self, timeout: float = 5.0) -> bool:
         """Flush for at most ``timeout`` s, then stop the sender. True if nothing was left.
 
-        What is still waiting stays in the file (with a ``path``) for the next Outbox.
-        Queuing after close raises ``OpShiftError``.
+        What is still waiting stays in the file (with a ``path``) for the next Outbox; in
+        memory it is lost, and logged. Closing again returns the first close's answer;
+        queuing after close raises ``OpShiftError``.
         """
         deadline = time.monotonic() + _validation.check_number("timeout", timeout, inclusive=True)
-        if self._closed:
-            return self.pending == 0 if self._store is not None else True
-        self._closed = True  # from here on ping() and alert() raise: nothing slips in unsent
-        flushed = self._flush(deadline, start=False) if self._store is not None else True
+        with self._lifecycle:
+            if self._closed:
+                return self._pending_at_close == 0
+            self._closed = True  # from here on ping() and alert() raise: nothing slips in
+        if self._store is None:
+            return True
+        self._flush(deadline, start=False)
         self._stopping = True
         self._wakeup.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
+        left = self._count_pending()
+        self._pending_at_close = max(left, 0)
+        in_memory = sum(s.count() for s in self._stores() if isinstance(s, MemoryStore))
+        if in_memory:
+            _log.logger().warning(
+                "Outbox closed with %d item(s) undelivered in memory; they are lost. Give the "
+                "outbox a path to keep them for the next process.",
+                in_memory,
+            )
         if thread is None or not thread.is_alive():  # else it is mid-send: let it finish
             for store in self._stores():
                 store.close()
-        return flushed
+        return left == 0
 
     def __enter__(self) -> Outbox:
         return self
@@ -353,7 +404,8 @@ class Outbox:
 
     def _start(self) -> bool:
         """Start the sender thread if it is not running; False if it cannot run now."""
-        if self._thread is not None and self._thread.is_alive():
+        thread = self._thread
+        if thread is not None and thread.is_alive():
             return True
         thread = threading.Thread(target=self._run, name="opshift-outbox", daemon=True)
         try:
@@ -363,12 +415,8 @@ class Outbox:
         self._thread = thread
         return True
 
-    def _wake(self) -> None:
-        if self._background and (self._thread is None or not self._thread.is_alive()):
-            self._start()
-        self._wakeup.set()
-
     def _run(self) -> None:
+        idle_since = time.monotonic()
         while not self._stopping:
             # Cleared before looking at the stores: an item queued during the pass sets it
             # again, so the wait below returns at once instead of missing it.
@@ -376,71 +424,155 @@ class Outbox:
             urgent, self._urgent = self._urgent, False
             try:
                 delay = self._deliver_due(urgent=urgent)
-            except Exception:  # a store or client bug must not end delivery for good
-                _log.logger().exception("The outbox sender failed; trying again in 5 s.")
+            except Exception as exc:  # a store or client bug must not end delivery for good
+                self._store_failed(exc)
                 delay = 5.0
-            if self.path is not None:
-                delay = _IDLE_POLL if delay is None else min(delay, _IDLE_POLL)
             with self._passed:
                 self._passed.notify_all()  # flush() waiters re-check pending
+            if delay is not None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= _IDLE_EXIT:
+                with self._lifecycle:  # queuing starts a new sender under this same lock
+                    if not self._wakeup.is_set() and self._count_pending() == 0:
+                        self._thread = None  # so the outbox can be collected if dropped
+                        return
+            if self.path is not None:
+                delay = _IDLE_POLL if delay is None else min(delay, _IDLE_POLL)
             if not self._stopping:
-                self._wakeup.wait(delay)
+                self._wakeup.wait(delay if delay is not None else _IDLE_EXIT)
 
-    def _deliver_due(self, *, urgent: bool = False) -> float | None:
-        """Expire what is too old, deliver every destination that is due; return the
-        seconds until the next one is due (None when nothing waits)."""
+    def _store_failed(self, exc: Exception) -> None:
+        """Log a sender fault: with its traceback at first, then at most once a minute."""
+        now = time.monotonic()
+        if now - self._store_error_logged_at < 60.0:
+            return
+        self._store_error_logged_at = now
+        _log.logger().error(
+            "The outbox could not use %s (%s: %s); it keeps the items and tries again every "
+            "few seconds.",
+            "its file " + repr(self.path) if self.path else "its queue",
+            type(exc).__name__,
+            exc,
+            exc_info=not isinstance(exc, sqlite3.Error),
+        )
+
+    def _deliver_due(self, *, urgent: bool = False, deadline: float | None = None) -> float | None:
+        """Expire what is too old, deliver every destination that is due (until ``deadline``,
+        a monotonic time, if given); return the seconds until the next one is due (None
+        when nothing waits)."""
         due: list[float] = []
+        file = self._store if isinstance(self._store, SQLiteStore) else None
+        if file is not None and self._spill is not None and self._spill.count():
+            self._move_spill_into(file, self._spill)
         for store in self._stores():
-            self._expire(store)
-            tried: set[str] = set()
-            while not self._stopping:
-                work = store.claim(self._clock(), self._lease, urgent=urgent, skip=frozenset(tried))
-                if work is None:
-                    break
-                if not self._deliver(store, work):
-                    tried.add(work.destination)
-            next_due = store.next_due()
+            try:
+                self._expire(store)
+                tried: set[str] = set()
+                if store is self._spill and file is not None and store.count():
+                    # Older items of the same destination wait in the file: keep FIFO.
+                    tried = file.destinations()
+                while not self._stopping and (deadline is None or time.monotonic() < deadline):
+                    work = store.claim(
+                        self._clock(), self._lease, urgent=urgent, skip=frozenset(tried)
+                    )
+                    if work is None:
+                        break
+                    if not self._deliver(store, work, deadline):
+                        tried.add(work.destination)
+                next_due = store.next_due()
+            except sqlite3.Error as exc:  # the file is busy or broken: the spill still goes
+                self._store_failed(exc)
+                next_due = self._clock() + _IDLE_POLL
             if next_due is not None:
                 due.append(next_due)
         return max(0.0, min(due) - self._clock()) if due else None
 
-    def _deliver(self, store: _Store, work: Work) -> bool:
-        """Send a claimed destination's items in order; False if it must back off."""
+    def _move_spill_into(self, file: SQLiteStore, spill: MemoryStore) -> None:
+        """Move what waited in memory into the file, in order, once the file takes writes."""
+        items = spill.unclaimed_items()
+        try:
+            file.absorb(items)
+        except sqlite3.Error:
+            return  # still busy or full: the items stay in memory, in order
+        spill.discard(items)
+        _log.logger().info(
+            "The outbox file %r takes writes again: %d item(s) kept in memory moved into it.",
+            self.path,
+            len(items),
+        )
+
+    def _deliver(self, store: _Store, work: Work, deadline: float | None) -> bool:
+        """Send a claimed destination's items in order; False if it must back off.
+
+        The claim is always released (or handed back with its backoff), whatever happens.
+        """
         failures = work.failures
+        next_attempt = 0.0
         done: list[int] = []
+        rejected: list[tuple[Item, OpShiftError]] = []
         renewed = time.monotonic()
-        for item in work.items:
-            if self._stopping:
-                break
+        backing_off = False
+        try:
+            for item in work.items:
+                now = time.monotonic()
+                if self._stopping or (deadline is not None and now >= deadline):
+                    break
+                if now - renewed > self._lease / 3:  # keep the lease while the batch lasts
+                    kept = store.finish(
+                        work.destination, done, failures, 0.0, release=False,
+                        lease=self._lease, now=self._clock(),
+                    )  # fmt: skip
+                    done = []
+                    renewed = now
+                    if not kept:  # the lease ran out and another sender took over
+                        return True
+                try:
+                    self._sender_for(deadline)._send(item.destination, item.body)
+                except Exception as error:
+                    if isinstance(error, OpShiftError) and _final(error):
+                        done.append(item.id)
+                        rejected.append((item, error))
+                        continue
+                    failures += 1
+                    exponent = min(failures - 1, _MAX_EXPONENT)
+                    wait = self._jitter() * min(self._backoff_max, self._backoff * 2.0**exponent)
+                    next_attempt = self._clock() + wait
+                    backing_off = True
+                    self._count("retried")
+                    self._failed(item, error, failures, wait)
+                    return False
+                done.append(item.id)
+                self._count("delivered")
+                if failures:
+                    self._resumed(item, failures)
+                    failures = 0
+                if len(done) >= _PROGRESS_EVERY:
+                    if not store.finish(
+                        work.destination, done, 0, 0.0, release=False, lease=self._lease,
+                        now=self._clock(),
+                    ):  # fmt: skip
+                        return True
+                    done = []
+                    renewed = time.monotonic()
+            return True
+        finally:
+            self._rejected(rejected)
             try:
-                self._sender._send(item.destination, item.body)
-            except Exception as error:
-                if isinstance(error, OpShiftError) and _final(error):
-                    done.append(item.id)
-                    self._rejected(item, error)
-                    continue
-                failures += 1
-                wait = self._jitter() * min(
-                    self._backoff_max, self._backoff * 2.0 ** (failures - 1)
-                )
-                store.finish(work.destination, done, failures, self._clock() + wait, release=True)
-                self._count("retried")
-                self._failed(item, error, failures, wait)
-                return False
-            done.append(item.id)
-            self._count("delivered")
-            if failures:
-                self._resumed(item, failures)
-                failures = 0
-            if len(done) >= _PROGRESS_EVERY or time.monotonic() - renewed > self._lease / 3:
                 store.finish(
-                    work.destination, done, 0, 0.0, release=False, lease=self._lease,
-                    now=self._clock(),
+                    work.destination, done, failures, next_attempt if backing_off else 0.0,
+                    release=True,
                 )  # fmt: skip
-                done = []
-                renewed = time.monotonic()
-        store.finish(work.destination, done, failures, 0.0, release=True)
-        return True
+            except sqlite3.Error as exc:  # the lease runs out by itself; items are re-sent
+                self._store_failed(exc)
+
+    def _sender_for(self, deadline: float | None) -> OpShift:
+        """The one-attempt client, its timeout cut to what is left of a flush's deadline."""
+        sender = self._sender
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left < sender.timeout:
+                return sender.with_options(timeout=max(left, 0.001))
+        return sender
 
     def _jitter(self) -> float:
         if self._random is None:
@@ -468,12 +600,20 @@ class Outbox:
             expired[0].destination,
         )
 
-    def _rejected(self, item: Item, error: OpShiftError) -> None:
-        self._count("dropped_rejected")
+    def _rejected(self, rejected: list[tuple[Item, OpShiftError]]) -> None:
+        """Count refused items and log them: one line per batch, not per item."""
+        if not rejected:
+            return
+        self._count("dropped_rejected", len(rejected))
+        item, error = rejected[0]
+        more = f" (and {len(rejected) - 1} more to it)" if len(rejected) > 1 else ""
         _log.logger().error(
-            "OpShift rejected the queued %s to %s, so it was dropped: %s", item.kind,
-            item.destination, error,
-        )  # fmt: skip
+            "OpShift rejected the queued %s to %s%s, so it was dropped: %s",
+            item.kind,
+            item.destination,
+            more,
+            error,
+        )
 
     def _failed(self, item: Item, error: Exception, failures: int, wait: float) -> None:
         log = _log.logger()
@@ -484,7 +624,7 @@ class Outbox:
                 item.kind,
                 item.destination,
                 error,
-                self.pending,
+                max(self._count_pending(), 0),
             )
         elif _log.debug_enabled():
             log.debug(
@@ -500,16 +640,20 @@ class Outbox:
             "Delivery to %s resumed after %d failed attempt(s); %d item(s) were waiting.",
             item.destination,
             failures,
-            self.pending + 1,
+            max(self._count_pending(), 0) + 1,
         )
 
     # -- process lifecycle ---------------------------------------------------------------
 
-    def _after_fork(self) -> None:
-        """In a forked child: a thread, locks and connection of its own; no parent items."""
+    def _locks(self) -> list[threading.Lock]:
+        locks = [self._lifecycle]
         for store in self._stores():
-            if isinstance(store, SQLiteStore):
-                _abandoned.append(store._conn)  # never closed here: it is the parent's
+            locks.extend(store.locks())
+        return locks
+
+    def _after_fork(self) -> None:
+        """In a forked child: a thread, locks and connections of its own; no parent items."""
+        for store in self._stores():
             store.after_fork()
         self._init_threading()
 
@@ -517,10 +661,17 @@ class Outbox:
 def _final(error: OpShiftError) -> bool:
     """OpShift refused this item for good (400, 401, 403, 404, ...): retrying cannot help.
 
-    Network errors, 5xx, 429, 408 and a proxy's 407 are retried; so are redirects, which
-    mean a wrong base_url that a fix can still save the items from.
+    Only OpShift's own answer counts: its JSON ``{"error": ...}``. An HTML 403 from a proxy
+    or firewall in between, network errors, 5xx, 429, 408, a proxy's 407 and redirects
+    (a wrong base_url, which a fix can still save the items from) are all retried.
     """
-    return 400 <= error.status_code <= 499 and error.status_code not in (407, 408, 429)
+    body = error.body
+    from_opshift = isinstance(body, dict) and isinstance(body.get("error"), str)
+    return (
+        from_opshift
+        and 400 <= error.status_code <= 499
+        and error.status_code not in (407, 408, 429)
+    )
 
 
 @atexit.register
@@ -530,17 +681,39 @@ def _flush_at_exit() -> None:
         if outbox._closed or outbox._store is None or os.getpid() != outbox._pid:
             continue  # a process without the fork hook leaves a parent's items alone
         try:
-            if outbox.pending:
-                outbox.flush(outbox.exit_timeout)
+            if outbox._count_pending():
+                outbox._flush(time.monotonic() + outbox.exit_timeout, start=True)
         except Exception:  # at exit, report and move on
             _log.logger().exception("Could not flush the outbox at exit.")
 
 
+_held: list[threading.Lock] = []  # what the fork hook holds across fork()
+
+
+def _before_fork() -> None:
+    # No thread may be inside an outbox's SQLite call at fork(): the child would inherit
+    # its half-held locks. Take every outbox's locks, in one order, until the fork is done.
+    for outbox in list(_live):
+        for lock in outbox._locks():
+            lock.acquire()
+            _held.append(lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        _held.pop().release()
+
+
 def _after_fork_in_child() -> None:
+    _held.clear()  # the child's copies are replaced below, never released
     for outbox in list(_live):
         outbox._after_fork()
 
 
 _NO_FORK_HOOK = not hasattr(os, "register_at_fork")  # then enqueue checks the pid itself
 if not _NO_FORK_HOOK:
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
