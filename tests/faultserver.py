@@ -28,6 +28,8 @@ class FaultServer:
         self.connections = 0
         self.sent = 0  # body bytes a flooding behaviour managed to send
         self._served: dict[socket.socket, int] = {}
+        self.closed = 0  # connections this server has closed (or seen closed)
+        self._closed_changed = threading.Condition()
         self._conns: list[socket.socket] = []
         self.stop = threading.Event()
         self._lock = threading.Lock()
@@ -70,9 +72,9 @@ class FaultServer:
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            try:
+        try:
+            with conn:
+                conn.settimeout(5)
                 while not self.stop.is_set():
                     request = _read_request(conn)
                     if not request:
@@ -83,8 +85,17 @@ class FaultServer:
                         self._served[conn] = self._served.get(conn, 0) + 1
                     if not self.behaviours[index](conn, self):
                         return
-            except OSError:
-                pass  # the client hung up, as most faults make it do
+        except OSError:
+            pass  # the client hung up, as most faults make it do
+        finally:
+            with self._closed_changed:
+                self.closed += 1
+                self._closed_changed.notify_all()
+
+    def wait_closed(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until the server has closed ``count`` connections; False if it did not."""
+        with self._closed_changed:
+            return self._closed_changed.wait_for(lambda: self.closed >= count, timeout)
 
     def served_on(self, conn: socket.socket) -> int:
         """How many requests this connection carried so far, the current one included."""

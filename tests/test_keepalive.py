@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -52,42 +56,59 @@ def test_tls_connection_is_reused(certificate: Certificate) -> None:
 
 
 def test_server_closing_an_idle_connection_is_transparent() -> None:
-    """The server answers (keep-alive) then closes: the next call opens a new connection."""
-    server = ping_twice([fs.respond(fs.answer(PING_OK), keep_open=False)])
+    """The server closes a kept-alive connection while it is idle (its keep-alive timeout):
+    the next call sees that at checkout and opens a new connection, with no error."""
+    closes_later = fs.respond(fs.answer(PING_OK), keep_open=False)
+    with fs.FaultServer([closes_later]) as server, KeepAliveTransport() as transport:
+        client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
+        client.ping("w")
+        assert server.wait_closed(1)  # the close reached us before the next call, as it does
+        client.ping("w")
     assert len(server.requests) == 2
     assert server.connections == 2
 
 
-def test_reused_connection_dropped_before_answering_is_resent_once() -> None:
-    """Nothing of the answer arrived, so re-sending on a fresh connection is safe."""
+def test_a_request_written_to_a_dying_connection_is_never_resent_by_the_transport() -> None:
+    """Once the request was written, the server may have it: with max_retries=0 the call
+    fails (OpShift got it once, never twice); with retries, the client's policy resends."""
 
     def drop(conn: object, server: fs.FaultServer) -> bool:
-        return False  # read the request, close without a byte
+        return False  # read the request, close without a byte of answer
 
     behaviours = [fs.keep_alive_ok(PING_OK), drop, fs.keep_alive_ok(PING_OK)]
     with fs.FaultServer(behaviours) as server, KeepAliveTransport() as transport:
-        client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
-        client.ping("w", status="down", reason="r")
-        assert client.ping("w", status="down", reason="r")["pingStatus"] == "up"
+        once = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
+        once.ping("w", status="down", reason="r")
+        with pytest.raises(NetworkError, match="closed by the server"):
+            once.ping("w", status="down", reason="r")
+        assert len(server.requests) == 2  # no duplicate of the dropped request
+        retried = once.with_options(max_retries=1, retry_backoff=0)
+        assert retried.ping("w", status="down", reason="r")["pingStatus"] == "up"
     assert len(server.requests) == 3
-    assert len(set(server.signatures())) == 1
-    assert server.connections == 2
 
 
-def test_the_one_resend_opens_a_brand_new_connection() -> None:
-    """The re-send never takes another pooled connection, which may be stale too (item 2)."""
+def test_the_one_resend_opens_a_brand_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pooled connection that fails while the request is being written (nothing reached
+    the server) is replaced by a brand-new one, never by another pooled one (item 2)."""
+    from opshift import _http
+
     both_open = threading.Barrier(2)
 
-    def answer_once_per_connection(conn: socket.socket, server: fs.FaultServer) -> bool:
-        if server.served_on(conn) > 1:
-            return False  # as if it timed out while idle: close without answering
+    def answer_twice_at_once(conn: socket.socket, server: fs.FaultServer) -> bool:
         if len(server.requests) <= 2:
             both_open.wait(5)  # two calls in flight at once leave two pooled connections
         conn.sendall(fs.answer(PING_OK))
         return True
 
+    real_post = _http.HTTPConnection.post
+
+    def post(self: _http.HTTPConnection, target: str, headers: Any, body: bytes) -> None:
+        if self.idle_until:  # a pooled connection: as if the server closed it just now
+            raise BrokenPipeError(32, "Broken pipe")
+        real_post(self, target, headers, body)
+
     with (
-        fs.FaultServer([answer_once_per_connection]) as server,
+        fs.FaultServer([answer_twice_at_once]) as server,
         KeepAliveTransport() as transport,
     ):
         client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
@@ -97,9 +118,10 @@ def test_the_one_resend_opens_a_brand_new_connection() -> None:
         for thread in threads:
             thread.join()
         assert sum(len(idle) for idle in transport._idle.values()) == 2
+        monkeypatch.setattr(_http.HTTPConnection, "post", post)
         assert client.ping("w")["pingStatus"] == "up"
-    assert len(server.requests) == 4  # two calls, the dropped attempt, its re-send
-    assert server.connections == 3
+    assert len(server.requests) == 3  # two calls, then the re-send; the failed write sent nothing
+    assert server.connections == 3  # the re-send's connection is new
 
 
 def test_partial_answer_is_never_resent() -> None:
@@ -252,3 +274,99 @@ def test_repr_shows_the_settings() -> None:
     assert repr(KeepAliveTransport(max_idle_connections=3, max_idle_seconds=5)) == (
         "KeepAliveTransport(max_idle_connections=3, max_idle_seconds=5)"
     )
+
+
+def test_a_stale_answer_buffered_inside_tls_is_never_read_by_the_next_call(
+    certificate: Certificate,
+) -> None:
+    """Bytes after an answer can sit decrypted inside OpenSSL (same TLS record), where poll()
+    cannot see them; the connection is still not reused, so no call gets another's answer."""
+    context = certificate.server_context()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    opened: list[socket.socket] = []
+
+    def answer(message: str, size: int = 0) -> bytes:
+        body = json.dumps({"message": message, "pad": "x" * size}).encode()
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    pad = 24576 - len(answer("first"))  # the first answer ends mid-way through a TLS record
+    first = answer("first", pad)
+
+    def serve() -> None:
+        served = 0
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            opened.append(raw)
+            with contextlib.suppress(OSError), context.wrap_socket(raw, server_side=True) as tls:
+                while True:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = tls.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if not data:
+                        break
+                    served += 1
+                    tls.sendall(first + answer("STALE") if served == 1 else answer("second"))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{port}/api/ping/w"
+    try:
+        with KeepAliveTransport(ssl_context=certificate.client_context()) as transport:
+            one = json.loads(transport(url, b"", {}, 5)[1])["message"]
+            two = json.loads(transport(url, b"", {}, 5)[1])["message"]
+    finally:
+        listener.close()
+        for raw in opened:
+            raw.close()
+        thread.join(5)
+    assert (one, two) == ("first", "second")
+    assert len(opened) == 2
+
+
+def test_a_204_announcing_a_body_is_not_reused() -> None:
+    """A 204 with a Content-Length may still send that body, late: never pooled."""
+    no_content = fs.respond(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", keep_open=True)
+    with fs.FaultServer([no_content]) as server, KeepAliveTransport() as transport:
+        assert transport(server.url + "/api/ping/w", b"", {}, 5)[0] == 204
+        assert transport._idle == {} or not any(transport._idle.values())
+
+
+def test_connection_close_in_a_second_field_is_honoured() -> None:
+    """`Connection: close` counts even in a repeated Connection field (stdlib reads one)."""
+    answer = (
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(PING_OK), PING_OK)
+    )
+    with (
+        fs.FaultServer([fs.respond(answer, keep_open=True)]) as server,
+        KeepAliveTransport() as transport,
+    ):
+        assert transport(server.url + "/api/ping/w", b"", {}, 5)[0] == 200
+        assert not any(transport._idle.values())
+
+
+@pytest.mark.parametrize(("timeout", "kept"), [("1", False), ("5", True)])
+def test_the_servers_keep_alive_timeout_is_honoured(timeout: str, kept: bool) -> None:
+    """A connection is kept a second less than the server's `Keep-Alive: timeout=N`, so it is
+    never reused just as the server closes it."""
+    answer = (
+        b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=%s, max=100\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (timeout.encode(), len(PING_OK), PING_OK)
+    )
+    with (
+        fs.FaultServer([fs.respond(answer, keep_open=True)]) as server,
+        KeepAliveTransport() as transport,
+    ):
+        transport(server.url + "/api/ping/w", b"", {}, 5)
+        idle = [conn for conns in transport._idle.values() for conn in conns]
+        assert bool(idle) is kept
+        if kept:
+            left = idle[0].idle_until - time.monotonic()
+            assert 3.0 < left <= 4.0

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 import pytest
@@ -446,11 +446,22 @@ def test_transfer_encoding_with_content_length_is_read_chunked_and_never_reused(
     assert server.connections == 2
 
 
-def test_interim_answers_flooding_forever_hit_the_byte_budget(make_client: MakeClient) -> None:
-    """Any number of 1xx is skipped, but everything one call reads is capped at 2 MiB."""
+def test_interim_answers_flooding_forever_are_cut_off(make_client: MakeClient) -> None:
+    """1xx answers are skipped, but a server that sends nothing else is stopped after 32."""
     flood = fs.flood(
-        b"", chunk=b"HTTP/1.1 103 Early Hints\r\nLink: </%s>\r\n\r\n" % (b"a" * 4000) * 16
+        b"", chunk=b"HTTP/1.1 103 Early Hints\r\nLink: </%s>\r\n\r\n" % (b"a" * 40) * 16
     )
+    error, _, _ = run(make_client, [flood], timeout=5, max_retries=0)
+    assert type(error) is NetworkError, repr(error)
+    assert "more than 32 interim (1xx) answers" in str(error)
+
+
+def test_an_interim_answer_with_megabytes_of_headers_hits_the_byte_budget(
+    make_client: MakeClient,
+) -> None:
+    """Everything one call reads is capped at 2 MiB, headers of interim answers included."""
+    line = b"Link: </%s>\r\n" % (b"a" * 60_000)
+    flood = fs.flood(b"HTTP/1.1 103 Early Hints\r\n", chunk=line * 8)
     error, _, server = run(make_client, [flood], timeout=5, max_retries=0)
     assert type(error) is NetworkError, repr(error)
     assert "exceeds 2097152 bytes" in str(error)
@@ -927,3 +938,78 @@ def test_translate_exception_maps_each_low_level_failure(
     assert error.status_code == 0
     assert text in str(error)
     assert "POST https://www.opshift.io/api/ping/w" in str(error)
+
+
+def test_a_malformed_header_line_never_hides_the_framing(make_client: MakeClient) -> None:
+    """A header line the parser cannot read would silently drop the headers after it
+    (Content-Length included) and misframe the body: refused instead."""
+    answer = b"HTTP/1.1 200 OK\r\nX-Bad : 1\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(PING_OK),
+        PING_OK,
+    )
+    error, elapsed, _ = run(make_client, [fs.respond(answer)], timeout=5, max_retries=0)
+    assert type(error) is NetworkError, repr(error)
+    assert "malformed header line" in str(error)
+    assert elapsed < 5
+
+
+@pytest.mark.parametrize("name", sorted(TRANSPORTS))
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param({"Transfer-Encoding": "chunked"}, id="transfer-encoding"),
+        pytest.param({"Connection": "close"}, id="connection"),
+        pytest.param({"Content-Length": "99"}, id="wrong-content-length"),
+    ],
+)
+def test_a_callers_framing_headers_never_reach_the_wire(name: str, header: dict[str, str]) -> None:
+    """Framing is the transport's: a caller's Transfer-Encoding, Connection or wrong
+    Content-Length is refused before anything is sent."""
+    transport: opshift.Transport = TRANSPORTS[name]()
+    with (
+        fs.FaultServer([OK]) as server,
+        pytest.raises(ConfigurationError, match="contradict how the transport frames"),
+    ):
+        transport(server.url + "/api/ping/w", b"{}", header, 5.0)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("name", sorted(TRANSPORTS))
+def test_a_malformed_proxy_url_never_shows_its_password(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """urllib's own error quotes the whole proxy URL; ours names the variable only."""
+    for variable in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(variable, "http:/alice:S3CRET-PW@proxy.corp:3128")
+    for variable in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    client = OpShift(SECRET, base_url="http://opshift.example", transport=TRANSPORTS[name]())
+    with pytest.raises(ConfigurationError) as caught:
+        client.ping("w")
+    assert "HTTP_PROXY" in str(caught.value)
+    assert "S3CRET" not in str(caught.value)
+    assert "S3CRET" not in repr(caught.value.__cause__)
+
+
+@pytest.mark.parametrize("name", sorted(TRANSPORTS))
+def test_a_proxy_with_a_bad_port_is_a_configuration_error(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-numeric proxy port is a setting to fix, not a network fault to retry."""
+    for variable in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(variable, "http://proxy.corp:31x8")
+    for variable in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    transport: opshift.Transport = TRANSPORTS[name]()
+    calls = 0
+
+    def counting(
+        url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        nonlocal calls
+        calls += 1
+        return transport(url, body, headers, timeout)
+
+    with pytest.raises(ConfigurationError, match="HTTP_PROXY"):
+        OpShift(SECRET, base_url="http://opshift.example", transport=counting).ping("w")
+    assert calls == 1  # never retried

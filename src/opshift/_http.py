@@ -43,6 +43,8 @@ _NO_BODY = (204, 304)
 # RFC 9110 5.6.2: a token is visible ASCII but for these delimiters.
 _DELIMITERS = frozenset('"(),/:;<=>?@[\\]{} ')
 _checked_names: set[str] = set()
+_FRAMING = frozenset({"transfer-encoding", "connection", "content-length"})
+_MAX_INTERIM = 32  # 1xx answers read before the final one; more is a server gone wrong
 
 _default_context: ssl.SSLContext | None = None
 _default_context_lock = _thread.allocate_lock()  # threading would cost a cold start 0.6 ms
@@ -52,12 +54,15 @@ class ProtocolError(http.client.HTTPException):
     """The answer is not valid HTTP/1.1, or is framed in a way the SDK refuses to guess at."""
 
 
-def check_request(url: str, headers: Mapping[str, str]) -> None:
-    """Refuse a URL or header that would put a control character on the wire; nothing is sent.
+def check_request(url: str, headers: Mapping[str, str], body: bytes) -> None:
+    """Refuse a URL or header that would put a control character on the wire, or framing
+    headers that would contradict the body; nothing is sent.
 
     http.client refuses most, but lets NUL and CRLF-plus-space folding through in values.
     The target must be printable without spaces, a header name an RFC 9110 token, a value
-    visible Latin-1 text with spaces and tabs.
+    visible Latin-1 text with spaces and tabs. The transports frame the body themselves:
+    a caller's ``Transfer-Encoding`` or ``Connection`` is refused, and a ``Content-Length``
+    other than the body's length.
 
     Raises:
         ConfigurationError: naming the header (never its value, which may be a signature).
@@ -89,11 +94,27 @@ def check_request(url: str, headers: Mapping[str, str]) -> None:
                 f"The value of header {name!r} is not a string of visible Latin-1 text (NUL, "
                 "CR, LF and other control characters are refused); nothing was sent."
             )
+        lower = name.lower()
+        if lower in _FRAMING and (lower != "content-length" or value.strip() != str(len(body))):
+            raise ConfigurationError(
+                f"The header {name!r} would contradict how the transport frames the body "
+                "(it sends Content-Length itself); leave it out. Nothing was sent."
+            )
 
 
 def _is_field_char(char: str) -> bool:
     """RFC 9110 5.5: a field value holds visible ASCII, spaces, tabs and obs-text (Latin-1)."""
     return char == "\t" or " " <= char <= "~" or "\x80" <= char <= "\xff"
+
+
+def keep_alive_seconds(response: http.client.HTTPResponse) -> float | None:
+    """The server's ``Keep-Alive: timeout=N`` (how long it keeps an idle connection), if any."""
+    for field in response.headers.get_all("Keep-Alive") or ():
+        for part in field.split(","):
+            name, _, value = part.partition("=")
+            if name.strip().lower() == "timeout" and value.strip().isdigit():
+                return float(value.strip())
+    return None
 
 
 def default_context() -> ssl.SSLContext:
@@ -121,6 +142,17 @@ def proxy_name(hostport: str, default_port: int) -> str:
     return f"{host}:{port}"
 
 
+def _check_header_section(headers: http.client.HTTPMessage) -> None:
+    """Refuse a header section the email parser could not read to its end.
+
+    On a line it cannot parse (no colon, a space before the colon), the parser stops and
+    takes the rest as a body: every header after it, Content-Length and Transfer-Encoding
+    included, would be silently lost and the body misframed.
+    """
+    if headers.defects or headers.get_payload():
+        raise ProtocolError("a malformed header line hides the rest of the response headers")
+
+
 class Response(http.client.HTTPResponse):
     """http.client's response, strict where its leniency could misframe an answer."""
 
@@ -146,16 +178,17 @@ class Response(http.client.HTTPResponse):
     def _reader(self) -> CountingReader:
         return self.fp  # type: ignore[return-value]  # None only once the body was read
 
-    def begin(self) -> None:
-        super().begin()
+    def begin(self, *args: Any, **kwargs: Any) -> None:  # newer Pythons pass limits
+        super().begin(*args, **kwargs)
         if self._reader.cut:
             raise ProtocolError("the response headers were cut short")
+        _check_header_section(self.headers)
         self._check_framing()
 
     def _read_status(self) -> tuple[str, int, str]:
         """The first final status line: interim 1xx answers (and their headers) skipped."""
         fp = self._reader
-        while True:
+        for _ in range(_MAX_INTERIM + 1):
             line = fp.readline(_MAX_LINE + 1)
             if len(line) > _MAX_LINE:
                 raise http.client.LineTooLong("status line")
@@ -171,9 +204,11 @@ class Response(http.client.HTTPResponse):
                 raise ProtocolError("101 Switching Protocols, which the SDK never asks for")
             if status >= 200:
                 return match[1].decode(), status, (match[3] or b"").decode("iso-8859-1")
-            http.client.parse_headers(fp)  # RFC 9110: a client reads past every 1xx
+            interim = http.client.parse_headers(fp)  # RFC 9110: a client reads past every 1xx
             if fp.cut:
                 raise ProtocolError(f"an interim {status} answer was cut short")
+            _check_header_section(interim)
+        raise ProtocolError(f"more than {_MAX_INTERIM} interim (1xx) answers")
 
     def _check_framing(self) -> None:
         """Refuse framing headers stdlib would misread or silently replace by read-to-close."""
@@ -198,10 +233,14 @@ class Response(http.client.HTTPResponse):
                 raise ResponseTooLarge(f"response declares a {len(value)}-digit Content-Length")
             self.length = int(value)
         if self.status in _NO_BODY:
-            self._ambiguous = self._ambiguous or codings is not None
+            # A 204 or 304 has no body; one that announces a body may still send it, late.
+            self._ambiguous = self._ambiguous or codings is not None or bool(self.length)
             self.chunked, self.length = False, 0
         if not self.chunked and self.length is None:
             self.will_close = True  # delimited by the close: nothing can follow it
+        for field in self.headers.get_all("Connection") or ():  # stdlib reads the first only
+            if "close" in (token.strip().lower() for token in field.split(",")):
+                self.will_close = True
 
     def _get_chunk_left(self) -> int | None:
         # As http.client's, but the CRLF after each chunk's data is checked, not skipped.
@@ -229,7 +268,7 @@ class Response(http.client.HTTPResponse):
 
     def _read_and_discard_trailer(self) -> None:
         fp = self._reader
-        while True:
+        for _ in range(_MAX_INTERIM + 1):
             line = fp.readline(_MAX_LINE + 1)
             if len(line) > _MAX_LINE:
                 raise http.client.LineTooLong("trailer line")
@@ -255,7 +294,7 @@ class HTTPConnection(http.client.HTTPConnection):
     ) -> None:
         super().__init__(host, port, **kwargs)
         self.deadline = deadline
-        self.idle_since = 0.0
+        self.idle_until = 0.0  # monotonic time after which the idle connection is not reused
 
     @property
     def address(self) -> str:

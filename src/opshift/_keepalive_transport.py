@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from . import _validation
 from .errors import ConfigurationError, OpShiftError
-from .transport import check_ssl_context, read_answer, translate_exception
+from .transport import check_ssl_context, proxy_settings, read_answer, translate_exception
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
@@ -32,10 +32,11 @@ class KeepAliveTransport:
       written in one send.
     - A connection is reused only if its answer was read to the end, framed unambiguously,
       with nothing after it, the server did not say ``close``, and it has been idle less
-      than ``max_idle_seconds``; one the server closed (or wrote to) while idle is dropped.
-    - If a reused connection fails before a single byte of the answer arrives, the request
-      is re-sent once, on a brand-new connection (the server cannot have answered it);
-      never after a byte arrived.
+      than ``max_idle_seconds`` (and than the server's ``Keep-Alive: timeout``, less a
+      second); one the server closed (or wrote to) while idle is dropped.
+    - If a reused connection fails while the request is being written (nothing reached the
+      server), the request is sent once more, on a brand-new connection. Once written, it
+      is never sent again here: OpShift may have it, and the client's retry policy decides.
     - Thread-safe: each in-flight request owns its connection; at most
       ``max_idle_connections`` idle ones are kept per destination (scheme, host, port,
       proxy).
@@ -83,21 +84,27 @@ class KeepAliveTransport:
         deadline = time.monotonic() + timeout
         if os.getpid() != self._pid:
             self._forget_after_fork()
-        _http.check_request(url, headers)
-        route = self._routes.get(url) or self._route(url)
+        _http.check_request(url, headers, body)
+        try:
+            route = self._routes.get(url) or self._route(url)
+        except OpShiftError:
+            raise
+        except Exception as exc:
+            raise translate_exception(exc, url, timeout) from exc
         if route.proxy_authorization:
             headers = {**headers, "Proxy-Authorization": route.proxy_authorization}
         conn = self._checkout(route.key)
         while True:
             reused = conn is not None
-            sock = response = None
+            written = False
+            response = None
             try:
                 if conn is None:
                     conn = self._connect(route, deadline)
                 else:
                     conn.renew(deadline)
-                sock = conn.sock
                 conn.post(route.target, headers, body)
+                written = True
                 response = conn.getresponse()
                 status, data = read_answer(response, conn.address if route.plain_proxy else None)
             except Exception as exc:
@@ -105,15 +112,18 @@ class KeepAliveTransport:
                     response.close()  # it holds the socket when the server said close
                 if conn is not None:
                     conn.close()
-                dead = isinstance(exc, ConnectionError)
-                if reused and dead and sock is not None and sock.bytes_received == 0:
-                    conn = None  # closed while idle, nothing answered: once, on a new one
+                if reused and not written and isinstance(exc, OSError):
+                    # The pooled connection died before the request was handed to it (the
+                    # server closed it while idle): nothing reached the server, so send
+                    # once more, on a new connection. Once the request is written, OpShift
+                    # may have it: the client's retry policy decides, never this transport.
+                    conn = None
                     continue
                 if isinstance(exc, OpShiftError):
                     raise
                 raise translate_exception(exc, url, timeout) from exc
             if conn.reusable(response):
-                self._checkin(route.key, conn)
+                self._checkin(route.key, conn, _http.keep_alive_seconds(response))
             else:
                 conn.close()
             return status, data
@@ -149,7 +159,7 @@ class KeepAliveTransport:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         proxies = self._proxies
         if proxies is None:
-            proxies = self._proxies = urllib.request.getproxies()
+            proxies = self._proxies = proxy_settings()
         proxy_url = proxies.get(scheme)
         if not proxy_url or urllib.request.proxy_bypass(unquote(netloc)):
             route = _Route(netloc, tls=scheme == "https", target=target)
@@ -198,19 +208,29 @@ class KeepAliveTransport:
             if conn is None:
                 return None
             sock = conn.sock
-            if now - conn.idle_since < self._max_idle_seconds and sock and sock.is_quiet():
+            if now < conn.idle_until and sock and sock.is_quiet():
                 return conn
             conn.close()
 
-    def _checkin(self, key: _Key, conn: HTTPConnection) -> None:
-        """Keep a reusable connection (within the cap); close ones idle too long."""
+    def _checkin(self, key: _Key, conn: HTTPConnection, server_limit: float | None) -> None:
+        """Keep a reusable connection (within the cap); close ones idle too long.
+
+        A connection is kept for ``max_idle_seconds``, or a second less than the server's
+        own ``Keep-Alive: timeout=N``, so it is not reused just as the server closes it.
+        """
         now = time.monotonic()
-        conn.idle_since = now
+        limit = self._max_idle_seconds
+        if server_limit is not None:
+            limit = min(limit, server_limit - 1.0)
+        if limit <= 0:
+            conn.close()
+            return
+        conn.idle_until = now + limit
         expired = []
         kept = False
         with self._lock:
             idle = self._idle.setdefault(key, [])
-            while idle and now - idle[0].idle_since >= self._max_idle_seconds:
+            while idle and now >= idle[0].idle_until:
                 expired.append(idle.pop(0))
             if len(idle) < self._max_idle:
                 idle.append(conn)
@@ -237,6 +257,9 @@ class KeepAliveTransport:
 
     def close(self) -> None:
         """Close every idle connection; later calls open new ones."""
+        if os.getpid() != self._pid:  # a forked child: the lock may have been held at fork
+            self._forget_after_fork()
+            return
         with self._lock:
             idle, self._idle = self._idle, {}
         for connections in idle.values():

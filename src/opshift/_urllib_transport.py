@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 
 from .errors import OpShiftError
-from .transport import check_ssl_context, read_answer, translate_exception
+from .transport import check_ssl_context, proxy_settings, read_answer, translate_exception
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class UrllibTransport:
         from . import _http
 
         deadline = time.monotonic() + timeout
-        _http.check_request(url, headers)
+        _http.check_request(url, headers, body)
         opener = self._opener or self._build_opener()
         request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
         request.opshift_deadline = deadline  # type: ignore[attr-defined]
@@ -97,7 +97,8 @@ class UrllibTransport:
                 return self.do_open(tls_connection, req, deadline=deadline, context=context)
 
         opener = urllib.request.OpenerDirector()
-        for handler in (urllib.request.ProxyHandler(), HTTPHandler(), HTTPSHandler()):
+        proxies = proxy_settings()  # checked: urllib's own error would quote a password
+        for handler in (urllib.request.ProxyHandler(proxies), HTTPHandler(), HTTPSHandler()):
             opener.add_handler(handler)
         self._opener = opener
         return opener

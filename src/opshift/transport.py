@@ -118,6 +118,35 @@ def check_ssl_context(context: object) -> ssl.SSLContext | None:
     )
 
 
+def proxy_settings() -> dict[str, str]:
+    """The proxies urllib would use (``getproxies()``), each checked so a bad one fails clearly.
+
+    Raises:
+        ConfigurationError: a proxy setting is not an ``http://[user:password@]host[:port]``
+            URL. The message names the variable, never its value, which may hold a password
+            (urllib's own error quotes the whole URL).
+    """
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    for scheme, value in proxies.items():
+        if scheme == "no":
+            continue
+        try:
+            _, _, _, hostport = urllib.request._parse_proxy(value)  # type: ignore[attr-defined]
+            _, colon, port = hostport.rpartition(":")
+            valid = bool(hostport) and (not colon or "]" in port or port.isdigit())
+            valid = valid and hostport.isprintable() and " " not in hostport
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ConfigurationError(
+                f"The {scheme} proxy setting ({scheme.upper()}_PROXY) is not a proxy URL like "
+                "http://user:password@proxy.example:3128; fix or unset it. Nothing was sent."
+            )
+    return proxies
+
+
 def translate_exception(exc: BaseException, url: str, timeout: float) -> OpShiftError:
     """Map any low-level failure (urllib, socket, ssl, http.client, a custom transport's
     exception) to the OpShiftError a caller should see. The one place this happens."""
@@ -134,6 +163,13 @@ def translate_exception(exc: BaseException, url: str, timeout: float) -> OpShift
         )
     if isinstance(reason, ProxyRefused):
         return _proxy_error(where, reason)
+    import http.client
+
+    if isinstance(reason, http.client.InvalidURL):  # a setting to fix, not a network fault
+        return ConfigurationError(
+            f"{where} cannot be sent: http.client refused the address ({reason}). Check "
+            "base_url and the proxy settings (HTTPS_PROXY, HTTP_PROXY)."
+        )
     detail = _describe(reason)
     if detail is None:
         return OpShiftError(
