@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -35,39 +33,10 @@ PING_OK = (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def pytest11_entry_points() -> str:
-    """pyproject.toml's [project.entry-points.pytest11] table, as entry_points.txt text."""
-    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    table = re.search(r"^\[project\.entry-points\.pytest11\]\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
-    assert table is not None, "pyproject.toml declares no pytest11 entry point"
-    lines = [
-        line.replace('"', "")
-        for line in table.group(1).splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    return "[pytest11]\n" + "\n".join(lines) + "\n"
-
-
-def with_pytest_plugin(folder: Path, env: dict[str, str]) -> dict[str, str]:
-    """``env`` for a pytest subprocess that finds opshift's pytest11 entry point, as users do.
-
-    The check venvs install opshift editable from another checkout, whose metadata may not
-    declare the entry point yet; a dist-info written from this pyproject.toml declares it as
-    the wheel does. Where the wheel is installed, pytest skips this duplicate by its name.
-    """
-    dist_info = folder / "opshift_plugin_probe-0.dist-info"
-    dist_info.mkdir(parents=True, exist_ok=True)
-    (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: opshift-plugin-probe\nVersion: 0\n", encoding="utf-8"
-    )
-    (dist_info / "entry_points.txt").write_text(pytest11_entry_points(), encoding="utf-8")
-    path = [str(folder), *filter(None, [env.get("PYTHONPATH")])]
-    env = {
-        k: v
-        for k, v in env.items()
-        if k not in ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_ADDOPTS")
-    }
-    return {**env, "PYTHONPATH": os.pathsep.join(path)}
+def user_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` as a user's shell has it: pytest free to load the plugins that are installed."""
+    drop = ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")
+    return {name: value for name, value in env.items() if name not in drop}
 
 
 def one_pass(outbox: Outbox) -> bool:

@@ -21,7 +21,7 @@ import pytest
 
 from opshift.testing import OpShiftServer
 
-from .helpers import SECRET, with_pytest_plugin
+from .helpers import SECRET, user_env
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGES = {"python": "python", "py": "python", "sh": "shell", "bash": "shell", "console": "shell"}
@@ -108,8 +108,8 @@ def test_example_runs(example: Example, tmp_path: Path) -> None:
             script.write_text(example.code, encoding="utf-8")
             pytest_run = example.marker == ("run", "pytest")
             command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(script)]
-            if pytest_run:  # the fixtures come from opshift's pytest11 entry point
-                env = with_pytest_plugin(tmp_path / "site", env)
+            if pytest_run:  # the fixtures come from opshift's installed pytest11 entry point
+                env = user_env(env)
             else:
                 command = [sys.executable, str(script)]
         else:

@@ -56,8 +56,7 @@ def test_tls_connection_is_reused(certificate: Certificate) -> None:
 
 
 def test_server_closing_an_idle_connection_is_transparent() -> None:
-    """The server closes a kept-alive connection while it is idle (its keep-alive timeout):
-    the next call sees that at checkout and opens a new connection, with no error."""
+    """A connection the server closed while idle is replaced at checkout, with no error."""
     closes_later = fs.respond(fs.answer(PING_OK), keep_open=False)
     with fs.FaultServer([closes_later]) as server, KeepAliveTransport() as transport:
         client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
@@ -69,8 +68,7 @@ def test_server_closing_an_idle_connection_is_transparent() -> None:
 
 
 def test_a_request_written_to_a_dying_connection_is_never_resent_by_the_transport() -> None:
-    """Once the request was written, the server may have it: with max_retries=0 the call
-    fails (OpShift got it once, never twice); with retries, the client's policy resends."""
+    """A written request is never re-sent by the transport; the retry policy decides."""
 
     def drop(conn: object, server: fs.FaultServer) -> bool:
         return False  # read the request, close without a byte of answer
@@ -88,8 +86,7 @@ def test_a_request_written_to_a_dying_connection_is_never_resent_by_the_transpor
 
 
 def test_the_one_resend_opens_a_brand_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pooled connection that fails while the request is being written (nothing reached
-    the server) is replaced by a brand-new one, never by another pooled one (item 2)."""
+    """A write that fails on a pooled connection is re-sent on a new one, never a pooled one."""
     from opshift import _http
 
     both_open = threading.Barrier(2)
@@ -279,8 +276,7 @@ def test_repr_shows_the_settings() -> None:
 def test_a_stale_answer_buffered_inside_tls_is_never_read_by_the_next_call(
     certificate: Certificate,
 ) -> None:
-    """Bytes after an answer can sit decrypted inside OpenSSL (same TLS record), where poll()
-    cannot see them; the connection is still not reused, so no call gets another's answer."""
+    """Bytes left decrypted inside OpenSSL keep the connection out of the pool."""
     context = certificate.server_context()
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -354,8 +350,7 @@ def test_connection_close_in_a_second_field_is_honoured() -> None:
 
 @pytest.mark.parametrize(("timeout", "kept"), [("1", False), ("5", True)])
 def test_the_servers_keep_alive_timeout_is_honoured(timeout: str, kept: bool) -> None:
-    """A connection is kept a second less than the server's `Keep-Alive: timeout=N`, so it is
-    never reused just as the server closes it."""
+    """Reuse stops a second before the server's own `Keep-Alive: timeout=N`."""
     answer = (
         b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=%s, max=100\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (timeout.encode(), len(PING_OK), PING_OK)

@@ -602,8 +602,7 @@ def test_a_newer_schema_is_refused_and_an_empty_file_is_upgraded(tmp_path: Path)
 def test_a_full_disk_keeps_items_in_memory_in_order(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """When the file cannot grow, items wait in memory (logged once), keep their order, and
-    move back into the file once it takes writes."""
+    """A full disk keeps items in memory, in order, logged once, and delivers them."""
     fake = FakeTransport(SECRET)
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), tmp_path / "o.sqlite3")
     outbox.alert("h", title="t0")  # opens the enqueue connection, which the disk then fills
@@ -623,8 +622,7 @@ def test_a_full_disk_keeps_items_in_memory_in_order(
 
 
 def test_a_locked_file_never_stalls_enqueue_and_order_survives(tmp_path: Path) -> None:
-    """Another process holding the file's write lock costs enqueue at most ENQUEUE_WAIT; the
-    items wait in memory and reach OpShift in order once the lock is gone."""
+    """Another writer's lock costs enqueue at most ENQUEUE_WAIT; order survives the spill."""
     path = tmp_path / "o.sqlite3"
     fake = FakeTransport(SECRET)
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), path)
@@ -651,8 +649,7 @@ def test_a_locked_file_never_stalls_enqueue_and_order_survives(tmp_path: Path) -
 
 
 def test_memory_items_go_out_while_the_file_stays_unwritable(tmp_path: Path) -> None:
-    """Items kept in memory are delivered even if the file never takes writes again, unless
-    older items of the same destination wait in the file (order first)."""
+    """Spilled items go out while the file is locked, unless older ones wait in the file."""
     path = tmp_path / "o.sqlite3"
     fake = FakeTransport(SECRET)
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), path)
@@ -764,8 +761,7 @@ def test_exit_flush_delivers_a_file_outbox(live: OpShiftServer, tmp_path: Path) 
 
 
 def test_flush_close_and_exit_keep_their_deadlines_without_a_sender_thread() -> None:
-    """With OpShift hanging, an inline flush gives up at its deadline, not after a full
-    client timeout per destination; close(0) sends nothing; the exit flush is bounded too."""
+    """Inline flush, close(0) and the exit flush keep their deadlines while OpShift hangs."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         outbox = Outbox(OpShift(SECRET, base_url=url, timeout=30), background=False)
@@ -800,8 +796,7 @@ def test_flush_close_and_exit_keep_their_deadlines_without_a_sender_thread() -> 
 def test_forked_child_uses_the_file_with_connections_of_its_own(
     live: OpShiftServer, tmp_path: Path
 ) -> None:
-    """After fork() a file outbox works in both processes; neither uses the other's
-    connection, and the child sees the parent's waiting items (it is one file)."""
+    """After fork() a file outbox works in both processes, each with its own connections."""
     path = tmp_path / "o.sqlite3"
     outbox = quiet_outbox(OpShift(SECRET, base_url=live.url), path, clock=time.time)
     outbox.alert("parent-hook", title="the parent's")
@@ -830,8 +825,7 @@ def test_forked_child_uses_the_file_with_connections_of_its_own(
 
 
 def test_backoff_survives_thousands_of_failures(spool: Path | None) -> None:
-    """A destination failing for days keeps a capped backoff (2.0 ** 1024 would overflow)
-    and still delivers once OpShift answers."""
+    """Backoff stays capped (no overflow) after thousands of failures, then delivers."""
     fake = FakeTransport(SECRET)
     clock = Clock()
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool, clock=clock, max_age=10**9)
@@ -913,8 +907,7 @@ def test_a_lease_lost_to_another_sender_stops_the_batch(tmp_path: Path) -> None:
 
 
 def test_dead_owners_are_freed_only_in_the_same_process_namespace(tmp_path: Path) -> None:
-    """A lease held by a pid that does not exist here is freed only if the owner shares this
-    host, boot and pid namespace; a pid from another container means nothing."""
+    """A dead owner's lease is freed early only within this host, boot and pid namespace."""
     path = tmp_path / "o.sqlite3"
     clock = Clock()
     outbox = quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path, clock=clock)
@@ -947,8 +940,7 @@ def test_someone_elses_database_is_refused_whatever_its_user_version(tmp_path: P
 
 
 def test_close_twice_and_use_after_close_are_calm(tmp_path: Path) -> None:
-    """A second close() returns the first one's answer; pending and flush() after close
-    report what was left instead of failing on a closed file."""
+    """A second close() repeats the first's answer; pending and flush() after it are calm."""
     outbox = quiet_outbox(OpShift(SECRET, base_url=refused_url()), tmp_path / "o.sqlite3")
     outbox.alert("h", title="t")
     with outbox:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .helpers import OTHER_SECRET, ROOT, pytest11_entry_points, with_pytest_plugin
+from .helpers import OTHER_SECRET, ROOT, user_env
 
 # The user's environment before the run: a CI job with OpShift switched off.
 OUTER = {
@@ -60,8 +61,8 @@ def test_the_environment_is_restored_for_the_next_test():
 
 
 def _run_pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run pytest in ``folder`` as a user would, with opshift's entry point installed."""
-    env = with_pytest_plugin(folder / "site", {**os.environ, **OUTER})
+    """Run pytest in ``folder`` as a user would, with opshift (and its entry point) installed."""
+    env = user_env({**os.environ, **OUTER})
     env.pop("no_proxy", None)  # the fixture adds 127.0.0.1 to both spellings; check one
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
@@ -135,7 +136,9 @@ def test_only_the_plugin_module_imports_pytest() -> None:
 
 def test_the_entry_point_is_named_opshift_and_names_the_plugin_module() -> None:
     """`-p no:opshift` relies on the name; the module it names is importable."""
-    assert pytest11_entry_points() == "[pytest11]\nopshift = opshift.testing._pytest_plugin\n"
+    entry_points = importlib.metadata.distribution("opshift").entry_points
+    found = [(ep.name, ep.value) for ep in entry_points if ep.group == "pytest11"]
+    assert found == [("opshift", "opshift.testing._pytest_plugin")]
     import opshift.testing._pytest_plugin as plugin
 
     assert plugin.__all__ == ["opshift_client", "opshift_server"]

@@ -1,7 +1,9 @@
-"""The repository's own rules: CI runs the one check command, pinned and bounded."""
+"""The repository's own rules: CI runs the one check command, pinned and bounded; every test
+says what it pins; shared test code lives in helpers.py."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -35,3 +37,35 @@ def test_ci_runs_the_check_command_and_nothing_else() -> None:
     runs = re.findall(r"^\s*- run: (.+)$", text, flags=re.M)
     assert runs == ["scripts/check --static", "scripts/check --python ${{ matrix.python-version }}"]
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("exec scripts/check")
+
+
+TEST_MODULES = sorted((ROOT / "tests").glob("test_*.py"))
+
+
+@pytest.mark.parametrize("module", TEST_MODULES, ids=lambda p: p.name)
+def test_every_test_has_a_one_line_docstring(module: Path) -> None:
+    """Each test function states, in one line, the behaviour it pins."""
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    missing = [
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.name.startswith("test_")
+        and (
+            not (ast.get_docstring(node) or "").strip()
+            or "\n" in (ast.get_docstring(node) or "").strip()
+        )
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("module", TEST_MODULES, ids=lambda p: p.name)
+def test_shared_test_code_comes_from_helpers_not_conftest_or_other_tests(module: Path) -> None:
+    """Test modules import shared constants and helpers from tests/helpers.py only."""
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    relative = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+    }
+    assert not {name for name in relative if name == "conftest" or name.startswith("test_")}

@@ -941,8 +941,7 @@ def test_translate_exception_maps_each_low_level_failure(
 
 
 def test_a_malformed_header_line_never_hides_the_framing(make_client: MakeClient) -> None:
-    """A header line the parser cannot read would silently drop the headers after it
-    (Content-Length included) and misframe the body: refused instead."""
+    """A malformed header line, which would hide Content-Length, is refused."""
     answer = b"HTTP/1.1 200 OK\r\nX-Bad : 1\r\nContent-Length: %d\r\n\r\n%s" % (
         len(PING_OK),
         PING_OK,
@@ -963,8 +962,7 @@ def test_a_malformed_header_line_never_hides_the_framing(make_client: MakeClient
     ],
 )
 def test_a_callers_framing_headers_never_reach_the_wire(name: str, header: dict[str, str]) -> None:
-    """Framing is the transport's: a caller's Transfer-Encoding, Connection or wrong
-    Content-Length is refused before anything is sent."""
+    """A caller's Transfer-Encoding, Connection or wrong Content-Length is refused."""
     transport: opshift.Transport = TRANSPORTS[name]()
     with (
         fs.FaultServer([OK]) as server,
