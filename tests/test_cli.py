@@ -390,3 +390,49 @@ def test_outbox_listing_refuses_a_file_that_is_not_an_outbox(
     path.write_text("hello")
     assert main(["outbox", str(path)]) == 2
     assert "Cannot use" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(42.9, "42s"), (312, "5m12s"), (3 * 3600 + 240, "3h04m"), (2 * 86400 + 3 * 3600, "2d03h")],
+)
+def test_outbox_ages_read_at_a_glance(seconds: float, shown: str) -> None:
+    """The oldest item's age is shown in the largest units that fit."""
+    from opshift.cli import _age
+
+    assert _age(seconds) == shown
+
+
+def test_run_permission_denied(server: OpShiftServer, tmp_path: Path) -> None:
+    """A file that is not executable exits 126 and pings down saying so."""
+    script = tmp_path / "backup.sh"
+    script.write_text("#!/bin/sh\necho never\n")
+    script.chmod(0o644)
+    done = opshift("run", "payments-worker", "--", str(script), env=server_env(server))
+    assert done.returncode == 126
+    assert last_body(server)["reason"] == f"permission denied: {script}"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_run_passes_sigterm_on_to_the_command(server: OpShiftServer) -> None:
+    """SIGTERM to `opshift run` reaches the command, whose death is reported and returned."""
+    code = "import sys, time; print('ready', flush=True); time.sleep(30)"
+    command = [sys.executable, "-m", "opshift", "run", "payments-worker", "--", sys.executable]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("OPSHIFT_")}}
+    env.update(server_env(server))
+    with subprocess.Popen(
+        [*command, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 128 + signal.SIGTERM
+    assert last_body(server)["reason"] == "killed by signal SIGTERM"
+
+
+def test_demo_says_when_opshift_is_disabled(cli: InProcess) -> None:
+    """With OPSHIFT_DISABLED the demo would send nothing, so it says so instead."""
+    done = cli("demo", env={"OPSHIFT_DISABLED": "1"})
+    assert done.returncode == 0
+    assert "OpShift is disabled" in done.stderr
+    assert done.stdout == ""

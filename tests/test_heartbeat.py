@@ -260,3 +260,9 @@ def test_heartbeat_ticks_over_real_http(server: OpShiftServer) -> None:
     run_to_end(Heartbeat(client, "payments-worker", interval=60, clock=time.clock, wait=time.wait))
     assert [r.status for r in server.requests] == [200, 200]
     assert all(r.signature_valid for r in server.requests)
+
+
+def test_repr_names_the_token_interval_and_state() -> None:
+    """A heartbeat's repr says which token, how often, and whether it runs."""
+    heartbeat = Heartbeat(OpShift(SECRET, transport=FakeTransport(SECRET)), "w", interval=60)
+    assert repr(heartbeat) == "Heartbeat(ping_token='w', interval=60.0, stopped)"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from opshift import KeepAliveTransport, NetworkError, OpShift
+from opshift import ConfigurationError, KeepAliveTransport, NetworkError, OpShift, UrllibTransport
 from opshift.testing import OpShiftServer
 
 from . import faultserver as fs
@@ -365,3 +365,45 @@ def test_the_servers_keep_alive_timeout_is_honoured(timeout: str, kept: bool) ->
         if kept:
             left = idle[0].idle_until - time.monotonic()
             assert 3.0 < left <= 4.0
+
+
+@pytest.mark.parametrize("url", ["ftp://opshift.example/api/ping/w", "http://opshift.example:0x/p"])
+def test_a_url_that_is_not_http_is_a_configuration_error(url: str) -> None:
+    """The transport refuses what it cannot send to, naming the URL, before connecting."""
+    with pytest.raises(ConfigurationError, match="is not an http"):
+        KeepAliveTransport()(url, b"", {}, 5.0)
+
+
+def test_a_socks_proxy_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socks:// proxy cannot carry plain HTTP here: a ConfigurationError, not a hang."""
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "socks5://proxy.corp:1080")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigurationError, match="socks5:// URL"):
+        KeepAliveTransport()("http://opshift.example/api/ping/w", b"", {}, 5.0)
+
+
+def test_idle_connections_past_their_time_are_closed_at_checkin() -> None:
+    """Returning a connection also closes the pool's older ones whose idle time is up."""
+    with fs.FaultServer([fs.keep_alive_ok(PING_OK)]) as server:
+        transport = KeepAliveTransport(max_idle_seconds=30)
+        url = server.url + "/api/ping/w"
+        transport(url, b"", {}, 5.0)
+        (old,) = [conn for conns in transport._idle.values() for conn in conns]
+        old.idle_until = time.monotonic() - 1  # its time is up
+        checked_out = transport._checkout(next(iter(transport._idle)))
+        assert checked_out is None  # expired: closed instead of reused
+        transport(url, b"", {}, 5.0)
+        assert server.connections == 2
+        transport.close()
+
+
+def test_the_transport_module_names_both_transports_lazily() -> None:
+    """`from opshift.transport import KeepAliveTransport` works; unknown names do not."""
+    import opshift.transport
+
+    assert opshift.transport.KeepAliveTransport is KeepAliveTransport
+    assert opshift.transport.UrllibTransport is UrllibTransport
+    with pytest.raises(AttributeError, match="NoSuchTransport"):
+        opshift.transport.NoSuchTransport  # noqa: B018

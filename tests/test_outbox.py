@@ -1006,3 +1006,89 @@ def test_an_existing_loose_file_is_made_private(tmp_path: Path) -> None:
     os.chmod(path, 0o644)
     quiet_outbox(OpShift(SECRET), path).close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_sender_survives_a_failing_pass_and_says_so_once(
+    live: OpShiftServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error in a sender pass is logged (once) and delivery goes on."""
+    outbox = Outbox(OpShift(SECRET, base_url=live.url))
+    real = outbox._deliver_due
+    calls = 0
+
+    def flaky(**kwargs: Any) -> float | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in a store")
+        return real(**kwargs)
+
+    monkeypatch.setattr(outbox, "_deliver_due", flaky)
+    monkeypatch.setattr(opshift.outbox, "_IDLE_POLL", 0.01)
+    outbox.alert("h", title="t")
+    with outbox._passed:  # the failing pass waits 5 s; wake it rather than wait
+        pass
+    outbox._wakeup.set()
+    assert outbox.flush(10)
+    outbox.close()
+    errors = [r for r in caplog.records if "could not use its queue" in r.getMessage()]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None  # a bug: with its traceback
+    assert bodies(live, "/api/alerts/trigger/h") == [{"title": "t"}]
+
+
+def test_when_no_thread_can_start_flush_delivers_in_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At interpreter shutdown no thread can start: the outbox delivers in the caller."""
+    fake = FakeTransport(SECRET)
+    outbox = Outbox(OpShift(SECRET, transport=fake))
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert outbox.alert("h", title="t") > 0  # queued, even with no sender
+    assert outbox.flush(10)
+    assert [r.json for r in fake.requests] == [{"title": "t"}]
+
+
+def test_repeated_failures_log_at_debug_only(
+    spool: Path | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first failure of a streak is a WARNING; the next ones are DEBUG lines."""
+    caplog.set_level(logging.DEBUG, logger="opshift")
+    fake = FakeTransport(SECRET)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), spool)
+    outbox.alert("h", title="t")
+    fake.fail_next(503, times=3)
+    for _ in range(3):
+        one_pass(outbox)
+    mine = ("Could not deliver a queued", "Delivery to /api/alerts/trigger/h failed again")
+    levels = [r.levelno for r in caplog.records if r.getMessage().startswith(mine)]
+    assert levels == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+
+
+def test_a_sender_that_loses_its_lease_mid_batch_stops(tmp_path: Path) -> None:
+    """Renewing its lease before each send, a sender that finds it taken stops at once."""
+    path = tmp_path / "o.sqlite3"
+    sent: list[bytes] = []
+
+    def steal_after_first(
+        url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        sent.append(body)
+        with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            conn.execute(  # another sender, whose lease runs for ten minutes
+                "UPDATE destinations SET owner = 'someone-else', lease_until = ?",
+                (time.time() + 600,),
+            )
+        return 200, b'{"status": "created", "message": "Alert created"}'
+
+    outbox = quiet_outbox(OpShift(SECRET, transport=steal_after_first), path, clock=time.time)
+    for n in range(3):
+        outbox.alert("h", title=f"t{n}")
+    outbox._lease = 0.0  # renew before every send
+    outbox._deliver_due()
+    assert sent == [b'{"title":"t0"}']  # the other two are the new owner's
+    assert outbox.pending == 2

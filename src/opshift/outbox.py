@@ -198,8 +198,6 @@ class Outbox:
         store = self._store
         if store is None:
             return 0
-        if _NO_FORK_HOOK and os.getpid() != self._pid:
-            self._after_fork()
         with self._lifecycle:
             if self._closed:
                 raise OpShiftError(
@@ -311,8 +309,6 @@ class Outbox:
             return True
         if self._closed:
             return self._pending_at_close == 0
-        if os.getpid() != self._pid:
-            self._after_fork()
         return self._flush(deadline, start=True)
 
     def _flush(self, deadline: float, *, start: bool) -> bool:
@@ -678,8 +674,8 @@ def _final(error: OpShiftError) -> bool:
 def _flush_at_exit() -> None:
     """At interpreter exit, give each open outbox up to its exit_timeout to deliver."""
     for outbox in list(_live):
-        if outbox._closed or outbox._store is None or os.getpid() != outbox._pid:
-            continue  # a process without the fork hook leaves a parent's items alone
+        if outbox._closed or outbox._store is None:
+            continue
         try:
             if outbox._count_pending():
                 outbox._flush(time.monotonic() + outbox.exit_timeout, start=True)
@@ -710,8 +706,7 @@ def _after_fork_in_child() -> None:
         outbox._after_fork()
 
 
-_NO_FORK_HOOK = not hasattr(os, "register_at_fork")  # then enqueue checks the pid itself
-if not _NO_FORK_HOOK:
+if hasattr(os, "register_at_fork"):  # every platform with fork() has it
     os.register_at_fork(
         before=_before_fork,
         after_in_parent=_after_fork_in_parent,
