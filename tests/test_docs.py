@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,13 +87,15 @@ def test_the_docs_have_examples() -> None:
     assert len(skipped) <= len(EXAMPLES) // 4, "most examples must actually run"
 
 
-@pytest.mark.parametrize("example", [_param(e) for e in EXAMPLES])
-def test_example_runs(example: Example, tmp_path: Path) -> None:
-    """Run one example with OPSHIFT_SECRET / OPSHIFT_BASE_URL pointing at a local server."""
+def _missing_tools(example: Example) -> list[str]:
+    """The tools a ``requires:`` example needs that this machine lacks."""
     if example.marker and example.marker[0] == "requires":
-        missing = [tool for tool in example.marker[1].split() if shutil.which(tool) is None]
-        if missing:
-            pytest.skip(f"needs {', '.join(missing)}, not installed here")
+        return [tool for tool in example.marker[1].split() if shutil.which(tool) is None]
+    return []
+
+
+def _run(example: Example, folder: Path) -> subprocess.CompletedProcess[str]:
+    """Run one example in ``folder`` against a local OpShift of its own."""
     bin_dir = str(Path(sys.executable).parent)
     with OpShiftServer(SECRET, auto_create=True) as server:
         env = {
@@ -104,7 +107,7 @@ def test_example_runs(example: Example, tmp_path: Path) -> None:
             "no_proxy": "127.0.0.1,localhost",
         }
         if example.language == "python":
-            script = tmp_path / "example_test.py"
+            script = folder / "example_test.py"
             script.write_text(example.code, encoding="utf-8")
             pytest_run = example.marker == ("run", "pytest")
             command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(script)]
@@ -114,9 +117,42 @@ def test_example_runs(example: Example, tmp_path: Path) -> None:
                 command = [sys.executable, str(script)]
         else:
             command = ["bash", "-e", "-o", "pipefail", "-c", example.code]
-        done = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        return subprocess.run(
+            command, cwd=folder, env=env, capture_output=True, text=True, timeout=120
         )
+
+
+@pytest.fixture(scope="session")
+def example_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every selected, runnable example, run four at a time (each waits mostly on a
+    subprocess), so the docs cost a fraction of their one-by-one time."""
+    selected = [
+        item.callspec.params["example"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and item.originalname == "test_example_runs"
+        and not item.get_closest_marker("skip")
+    ]
+    runnable = [example for example in selected if not _missing_tools(example)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {
+            example.id: pool.submit(_run, example, tmp_path_factory.mktemp("example"))
+            for example in runnable
+        }
+    return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("example", [_param(e) for e in EXAMPLES])
+def test_example_runs(
+    example: Example, example_runs: dict[str, subprocess.CompletedProcess[str]]
+) -> None:
+    """Each example runs to success with OPSHIFT_SECRET / OPSHIFT_BASE_URL at a local server."""
+    missing = _missing_tools(example)
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}, not installed here")
+    done = example_runs[example.id]
     assert done.returncode == 0, (
         f"{example.id} failed ({done.returncode}):\n{example.code}\n"
         f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"

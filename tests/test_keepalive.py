@@ -279,8 +279,10 @@ def test_a_stale_answer_buffered_inside_tls_is_never_read_by_the_next_call(
     """Bytes left decrypted inside OpenSSL keep the connection out of the pool."""
     context = certificate.server_context()
     listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
     port = listener.getsockname()[1]
     opened: list[socket.socket] = []
+    stop = threading.Event()
 
     def answer(message: str, size: int = 0) -> bytes:
         body = json.dumps({"message": message, "pad": "x" * size}).encode()
@@ -291,11 +293,14 @@ def test_a_stale_answer_buffered_inside_tls_is_never_read_by_the_next_call(
 
     def serve() -> None:
         served = 0
-        while True:
+        while not stop.is_set():
             try:
                 raw, _ = listener.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
+            raw.settimeout(5)
             opened.append(raw)
             with contextlib.suppress(OSError), context.wrap_socket(raw, server_side=True) as tls:
                 while True:
@@ -318,10 +323,11 @@ def test_a_stale_answer_buffered_inside_tls_is_never_read_by_the_next_call(
             one = json.loads(transport(url, b"", {}, 5)[1])["message"]
             two = json.loads(transport(url, b"", {}, 5)[1])["message"]
     finally:
-        listener.close()
+        stop.set()
         for raw in opened:
             raw.close()
         thread.join(5)
+        listener.close()
     assert (one, two) == ("first", "second")
     assert len(opened) == 2
 

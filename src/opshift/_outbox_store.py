@@ -51,7 +51,7 @@ BATCH = 200  # items claimed at once from one destination
 # Enqueue waits at most this long for the file (another process's write, this process's
 # other enqueues) before the item is kept in memory instead: a request path never stalls.
 ENQUEUE_WAIT = 0.25
-_SENDER_WAIT = 2.0  # the sender's own patience with the file's write lock
+_SENDER_WAIT = 0.5  # the sender's patience with the file's write lock; it retries anyway
 
 
 class StoreBusy(Exception):
