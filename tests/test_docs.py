@@ -128,7 +128,7 @@ def example_runs(
 ) -> dict[str, subprocess.CompletedProcess[str]]:
     """Every selected, runnable example, run four at a time (each waits mostly on a
     subprocess), so the docs cost a fraction of their one-by-one time."""
-    selected = [
+    selected: list[Example] = [
         item.callspec.params["example"]
         for item in request.session.items
         if isinstance(item, pytest.Function)
