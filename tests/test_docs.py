@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -128,8 +129,8 @@ def example_runs(
 ) -> dict[str, subprocess.CompletedProcess[str]]:
     """Every selected, runnable example, run four at a time (each waits mostly on a
     subprocess), so the docs cost a fraction of their one-by-one time."""
-    selected: list[Example] = [
-        item.callspec.params["example"]
+    selected = [
+        cast(Example, item.callspec.params["example"])
         for item in request.session.items
         if isinstance(item, pytest.Function)
         and item.originalname == "test_example_runs"
