@@ -53,6 +53,22 @@ class SlowTransport:
         return self.inner(url, body, headers, timeout)
 
 
+class SignallingTransport:
+    """A FakeTransport that sets ``pinged`` once a ping went through."""
+
+    def __init__(self) -> None:
+        self.fake = FakeTransport(SECRET)
+        self.pinged = threading.Event()
+
+    def __call__(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        try:
+            return self.fake(url, body, headers, timeout)
+        finally:
+            self.pinged.set()
+
+
 def run_to_end(heartbeat: Heartbeat) -> Heartbeat:
     """Start the heartbeat and wait for its thread to end on its own (the fake wait ends it)."""
     heartbeat.start()
@@ -136,14 +152,8 @@ def test_failures_are_logged_and_retried_next_tick(caplog: pytest.LogCaptureFixt
 
 def test_stop_does_not_wait_out_a_long_interval() -> None:
     """stop() wakes the thread waiting out an hour-long interval at once."""
-    pinged = threading.Event()
-
-    def transport(
-        url: str, body: bytes, headers: Mapping[str, str], timeout: float
-    ) -> tuple[int, bytes]:
-        pinged.set()
-        return FakeTransport(SECRET)(url, body, headers, timeout)
-
+    transport = SignallingTransport()
+    pinged = transport.pinged
     heartbeat = OpShift(SECRET, transport=transport).heartbeat("w", interval=3600)
     assert pinged.wait(10)
     assert heartbeat.stop(timeout=10) is True  # an hour-long wait would fail this
@@ -176,14 +186,8 @@ def test_process_exits_with_a_running_heartbeat(server: OpShiftServer) -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, on purpose
 def test_forked_child_does_not_inherit_a_running_heartbeat() -> None:
     """After fork() the child's copy is stopped; the parent's keeps running."""
-    pinged = threading.Event()
-
-    def transport(
-        url: str, body: bytes, headers: Mapping[str, str], timeout: float
-    ) -> tuple[int, bytes]:
-        pinged.set()
-        return FakeTransport(SECRET)(url, body, headers, timeout)
-
+    transport = SignallingTransport()
+    pinged = transport.pinged
     heartbeat = OpShift(SECRET, transport=transport).heartbeat("w", interval=3600)
     assert pinged.wait(10)
     read, write = os.pipe()
