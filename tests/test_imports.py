@@ -16,6 +16,8 @@ HEAVY = [
     "socket",
     "threading",
     "typing",
+    "sqlite3",
+    "pytest",
 ]
 
 
