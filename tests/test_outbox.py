@@ -1090,3 +1090,26 @@ def test_a_sender_that_loses_its_lease_mid_batch_stops(tmp_path: Path) -> None:
     outbox._deliver_due()
     assert sent == [b'{"title":"t0"}']  # the other two are the new owner's
     assert outbox.pending == 2
+
+
+def test_spilled_items_go_out_even_when_the_file_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the file unreadable as well as unwritable, what waits in memory is still sent."""
+    path = tmp_path / "o.sqlite3"
+    fake = FakeTransport(SECRET)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), path)
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        outbox.alert("h", title="kept in memory")
+        other.execute("ROLLBACK")
+    store = outbox._store
+    assert isinstance(store, SQLiteStore)
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    for name in ("destinations", "absorb", "expire", "claim", "next_due"):
+        monkeypatch.setattr(store, name, broken)
+    outbox._deliver_due(urgent=True)
+    assert [r.json for r in fake.requests] == [{"title": "kept in memory"}]

@@ -465,8 +465,7 @@ class Outbox:
                 self._expire(store)
                 tried: set[str] = set()
                 if store is self._spill and file is not None and store.count():
-                    # Older items of the same destination wait in the file: keep FIFO.
-                    tried = file.destinations()
+                    tried = _waiting_in(file)
                 while not self._stopping and (deadline is None or time.monotonic() < deadline):
                     work = store.claim(
                         self._clock(), self._lease, urgent=urgent, skip=frozenset(tried)
@@ -652,6 +651,15 @@ class Outbox:
         for store in self._stores():
             store.after_fork()
         self._init_threading()
+
+
+def _waiting_in(file: SQLiteStore) -> set[str]:
+    """Destinations whose older items wait in the file, so their spilled items wait too
+    (FIFO). A file that cannot even be read holds nothing back: delivery beats order."""
+    try:
+        return file.destinations()
+    except sqlite3.Error:
+        return set()
 
 
 def _final(error: OpShiftError) -> bool:
