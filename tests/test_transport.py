@@ -322,6 +322,28 @@ def test_connect_names_the_port_even_when_it_is_443(
 
 
 @pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        pytest.param(b"HTTP/1.1 200 Connection established\r\nVia: 1.1 pr", "cut short", id="cut"),
+        pytest.param(
+            b"HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+            "sent data after its CONNECT answer",
+            id="data-before-tls",
+        ),
+    ],
+)
+def test_a_connect_answer_that_is_not_a_clean_tunnel_is_refused(
+    transport_name: str, no_proxy_env: pytest.MonkeyPatch, answer: bytes, problem: str
+) -> None:
+    """A 200 to CONNECT cut short, or followed by bytes before TLS, opens no tunnel."""
+    with ProxyServer(answer=answer) as proxy:
+        no_proxy_env.setenv("HTTPS_PROXY", proxy.url)
+        client = OpShift(SECRET, transport=TRANSPORTS[transport_name](), max_retries=0)
+        with pytest.raises(NetworkError, match=problem):
+            client.ping("w")
+
+
+@pytest.mark.parametrize(
     "status",
     [
         pytest.param(b"+200", id="plus-sign"),

@@ -3,8 +3,8 @@
 A socket timeout bounds each blocking operation, so a server that drips one byte per
 second never trips it. ``DeadlineSocket`` re-arms the timeout with the time left until
 one deadline, so the whole exchange is bounded; it also caps how many bytes one exchange
-may read, and counts what the reader it hands to http.client consumed, so bytes left
-over after a response are seen. Shared by both transports.
+may read, and gives http.client a reader whose ``tell()`` works, so bytes left over
+after a response (``unread``) are seen. Shared by both transports.
 """
 
 from __future__ import annotations
@@ -23,48 +23,42 @@ if TYPE_CHECKING:
 # All an exchange may read: status lines, headers, interim answers, chunk framing and the
 # body (itself capped at 1 MiB by transport.read_body). A server cannot make us read more.
 MAX_EXCHANGE_BYTES = 2 * 1024 * 1024
-# A socket timeout set at time t ends a blocking call by deadline + (now - t); re-arming
-# (two fcntl syscalls) only after this many seconds bounds the overshoot cheaply.
-_REARM_AFTER = 0.02
+# A blocking call may end this much after the deadline: the socket timeout is re-armed
+# (a syscall) only when the one set would overshoot by more, so a connection reused call
+# after call with the same timeout is not re-armed at all.
+_SLACK = 0.02
 _poll = getattr(select, "poll", None)  # absent on Windows, where select() has no fd limit
 
 
-class CountingReader(io.BufferedReader):
-    """A buffered reader that counts the bytes it hands out and notes a line cut short.
+class _SocketIO(socket.SocketIO):
+    """``socket.SocketIO`` whose position is the bytes the socket received in this exchange.
 
-    http.client reads each response through a fresh ``makefile()`` and drops whatever the
-    buffer read ahead; comparing ``consumed`` with the bytes the socket received shows it.
+    With it, the ``io.BufferedReader`` over it knows its own position: ``tell()`` is the
+    bytes it handed out, and ``unread()`` what it fetched but did not hand out.
     """
 
-    consumed = 0
-    cut = False  # a readline() ended without LF: the peer closed mid-line (or a limit hit)
+    _sock: DeadlineSocket
 
-    def read(self, size: int | None = -1, /) -> bytes:
-        data = super().read(size)
-        self.consumed += len(data)
-        return data
+    def tell(self) -> int:
+        return self._sock.bytes_received
 
-    def read1(self, size: int = -1, /) -> bytes:
-        data = super().read1(size)
-        self.consumed += len(data)
-        return data
 
-    def readinto(self, buffer: Any, /) -> int:
-        count = super().readinto(buffer)
-        self.consumed += count
-        return count
+def unread(reader: io.BufferedReader) -> int:
+    """Bytes a ``DeadlineSocket.makefile()`` reader fetched but has not handed out.
 
-    def readinto1(self, buffer: Any, /) -> int:
-        count = super().readinto1(buffer)
-        self.consumed += count
-        return count
+    Read it before the reader is closed: after the end of a response, these bytes are
+    whatever the server sent after it (another answer, junk), which must not be lost
+    or taken for the next answer.
+    """
+    return reader.raw.tell() - reader.tell()
 
-    def readline(self, size: int | None = -1, /) -> bytes:
-        line = super().readline(size)
-        self.consumed += len(line)
-        if line[-1:] != b"\n":
-            self.cut = True
-        return line
+
+def peer_closed(reader: io.BufferedReader) -> bool:
+    """True if a read through ``reader`` found the peer's side closed (EOF) in this exchange.
+
+    http.client takes EOF for the end of a header section; this tells the two apart.
+    """
+    return reader.raw._sock.eof  # type: ignore[attr-defined,no-any-return]
 
 
 class DeadlineSocket:
@@ -77,27 +71,29 @@ class DeadlineSocket:
         self.raw = sock
         self.deadline = deadline
         self.bytes_received = 0  # in this exchange: 0 means no byte of an answer arrived
+        self.eof = False  # the peer closed its side: a read in this exchange returned nothing
         self._budget = MAX_EXCHANGE_BYTES
-        self._reader: CountingReader | None = None
-        self._armed_at = float("-inf")
+        timeout = sock.gettimeout()
+        self._timeout = float("inf") if timeout is None else timeout  # as set on the socket
         self._io_refs = 0
         self._closed = False
+        self._poller: Any = None  # select.poll() watching this socket, made on first is_quiet()
 
     def reset(self, deadline: float) -> None:
         """Start a new exchange on this connection, bounded by ``deadline``."""
         self.deadline = deadline
         self.bytes_received = 0
+        self.eof = False
         self._budget = MAX_EXCHANGE_BYTES
-        self._reader = None
-        self._armed_at = float("-inf")
 
     def _arm(self) -> None:
-        now = time.monotonic()
-        if now >= self.deadline:
+        """Make the next blocking call end by the deadline (within ``_SLACK``), or raise."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
             raise socket.timeout("timed out")
-        if now - self._armed_at >= _REARM_AFTER:
-            self.raw.settimeout(self.deadline - now)
-            self._armed_at = now
+        if self._timeout > remaining + _SLACK:
+            self.raw.settimeout(remaining)
+            self._timeout = remaining
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         self._arm()
@@ -109,24 +105,23 @@ class DeadlineSocket:
         count = self.raw.recv_into(buffer, min(nbytes or len(buffer), budget), flags)
         self._budget = budget - count
         self.bytes_received += count
+        if not count:
+            self.eof = True
         return count
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         self._arm()
         self.raw.sendall(data, flags)
 
-    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> CountingReader:
-        """A buffered, counting reader whose reads go through the deadline (http.client: "rb")."""
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        """A buffered reader whose reads go through the deadline (http.client asks for "rb").
+
+        Its ``tell()`` works (see ``unread``): make one per exchange, as http.client does.
+        """
         if mode != "rb":
             raise ValueError(f"unsupported mode {mode!r}")
         self._io_refs += 1
-        self._reader = CountingReader(socket.SocketIO(self, "rb"))  # type: ignore[arg-type]
-        return self._reader
-
-    def leftover(self) -> int:
-        """Bytes received in this exchange that the last reader did not hand out."""
-        consumed = self._reader.consumed if self._reader is not None else 0
-        return self.bytes_received - consumed
+        return io.BufferedReader(_SocketIO(self, "rb"))  # type: ignore[arg-type]
 
     def is_quiet(self) -> bool:
         """True if the idle socket is open with nothing waiting: no byte, no EOF, no TLS data.
@@ -138,7 +133,14 @@ class DeadlineSocket:
         pending = getattr(self.raw, "pending", None)  # bytes OpenSSL decrypted but we did not read
         if pending is not None and pending():
             return False
-        return not _readable_now(self.raw)
+        if _poll is None:  # pragma: no cover - Windows, where select() has no fd limit
+            readable, _, failed = select.select([self.raw], [], [self.raw], 0)
+            return not (readable or failed)
+        poller = self._poller
+        if poller is None:  # poll() works for any descriptor number; select() fails past 1023
+            poller = self._poller = _poll()
+            poller.register(self.raw, select.POLLIN)
+        return not poller.poll(0)
 
     def _decref_socketios(self) -> None:
         # Same contract as socket.socket: the real close waits for open makefile() readers.
@@ -153,13 +155,3 @@ class DeadlineSocket:
 
     def fileno(self) -> int:
         return self.raw.fileno()
-
-
-def _readable_now(sock: socket.socket) -> bool:
-    """True if a read would not block (data, EOF or an error waits); any fd number."""
-    if _poll is not None:
-        poller = _poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    readable, _, failed = select.select([sock], [], [sock], 0)  # pragma: no cover - no poll()
-    return bool(readable or failed)  # pragma: no cover - Windows

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import _thread
 import http.client
+import io
 import re
 import socket
 import ssl
@@ -27,7 +28,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from ._deadline import CountingReader, DeadlineSocket
+from ._deadline import DeadlineSocket, peer_closed, unread
 from .errors import ConfigurationError
 from .transport import ProxyRefused, ResponseTooLarge
 
@@ -42,8 +43,9 @@ _NO_BODY = (204, 304)
 
 # RFC 9110 5.6.2: a token is visible ASCII but for these delimiters.
 _DELIMITERS = frozenset('"(),/:;<=>?@[\\]{} ')
-_checked_names: set[str] = set()
+_checked_names: dict[str, bool] = {}  # a valid header name -> is it a framing header
 _FRAMING = frozenset({"transfer-encoding", "connection", "content-length"})
+_FRAMING_FIELDS = _FRAMING | {"keep-alive"}  # the fields Response reads for framing and reuse
 _MAX_INTERIM = 32  # 1xx answers read before the final one; more is a server gone wrong
 
 _default_context: ssl.SSLContext | None = None
@@ -73,7 +75,8 @@ def check_request(url: str, headers: Mapping[str, str], body: bytes) -> None:
             f"The URL {url!r:.80} contains a space or a control character; nothing was sent."
         )
     for name, value in headers.items():
-        if name not in _checked_names:
+        framing = _checked_names.get(name)
+        if framing is None:
             if not (
                 isinstance(name, str)
                 and name.isascii()
@@ -85,8 +88,9 @@ def check_request(url: str, headers: Mapping[str, str], body: bytes) -> None:
                     f"The header name {name!r:.40} is not an HTTP token (no spaces, colons or "
                     "control characters); nothing was sent."
                 )
+            framing = name.lower() in _FRAMING
             if len(_checked_names) < 256:
-                _checked_names.add(name)
+                _checked_names[name] = framing
         if not isinstance(value, str) or not (
             (value.isascii() and value.isprintable()) or all(map(_is_field_char, value))
         ):
@@ -94,8 +98,7 @@ def check_request(url: str, headers: Mapping[str, str], body: bytes) -> None:
                 f"The value of header {name!r} is not a string of visible Latin-1 text (NUL, "
                 "CR, LF and other control characters are refused); nothing was sent."
             )
-        lower = name.lower()
-        if lower in _FRAMING and (lower != "content-length" or value.strip() != str(len(body))):
+        if framing and (name.lower() != "content-length" or value.strip() != str(len(body))):
             raise ConfigurationError(
                 f"The header {name!r} would contradict how the transport frames the body "
                 "(it sends Content-Length itself); leave it out. Nothing was sent."
@@ -107,9 +110,9 @@ def _is_field_char(char: str) -> bool:
     return char == "\t" or " " <= char <= "~" or "\x80" <= char <= "\xff"
 
 
-def keep_alive_seconds(response: http.client.HTTPResponse) -> float | None:
+def _keep_alive_timeout(fields: list[str]) -> float | None:
     """The server's ``Keep-Alive: timeout=N`` (how long it keeps an idle connection), if any."""
-    for field in response.headers.get_all("Keep-Alive") or ():
+    for field in fields:
         for part in field.split(","):
             name, _, value = part.partition("=")
             if name.strip().lower() == "timeout" and value.strip().isdigit():
@@ -145,29 +148,32 @@ def proxy_name(hostport: str, default_port: int) -> str:
 def _check_header_section(headers: http.client.HTTPMessage) -> None:
     """Refuse a header section the email parser could not read to its end.
 
-    On a line it cannot parse (no colon, a space before the colon), the parser stops and
-    takes the rest as a body: every header after it, Content-Length and Transfer-Encoding
-    included, would be silently lost and the body misframed.
+    On a line it cannot parse (no colon, a space before the colon, a lone CR), the parser
+    stops and takes the rest as a body: every header after it, Content-Length and
+    Transfer-Encoding included, would be silently lost and the body misframed.
     """
-    if headers.defects or headers.get_payload():
+    # _payload is what get_payload() returns, read directly: get_payload() looks up a
+    # header and costs more than the rest of this check.
+    if headers.defects or headers._payload:  # type: ignore[attr-defined]
         raise ProtocolError("a malformed header line hides the rest of the response headers")
 
 
 class Response(http.client.HTTPResponse):
     """http.client's response, strict where its leniency could misframe an answer."""
 
-    fp: CountingReader | None  # type: ignore[assignment]  # DeadlineSocket.makefile()'s
+    fp: io.BufferedReader | None  # type: ignore[assignment]  # DeadlineSocket.makefile()'s
     _ambiguous = False  # Transfer-Encoding with Content-Length, or framing on HTTP/1.0
     _trailer_cut = False  # the trailer section ended at EOF: answered, but the link is done
+    keep_alive: float | None = None  # the server's Keep-Alive timeout, in seconds, if it gave one
+    _unread = -1  # bytes the reader had fetched past the answer when it was closed
 
     @property
     def reusable(self) -> bool:
-        """True once the body was read to its end, framed unambiguously, keep-alive allowed.
-
-        The connection must also have nothing left over (``DeadlineSocket.leftover()``).
-        """
+        """True once the body was read to its end, framed unambiguously, keep-alive allowed,
+        and nothing came after it."""
         return (
             self.fp is None
+            and self._unread == 0
             and not self.will_close
             and self.version == 11
             and not self._ambiguous
@@ -175,12 +181,18 @@ class Response(http.client.HTTPResponse):
         )
 
     @property
-    def _reader(self) -> CountingReader:
+    def _reader(self) -> io.BufferedReader:
         return self.fp  # type: ignore[return-value]  # None only once the body was read
+
+    def _close_conn(self) -> None:
+        # http.client closes the reader once the body is done; first note what it fetched
+        # past the body (another answer, junk), which would otherwise vanish unseen.
+        self._unread = unread(self._reader)
+        super()._close_conn()  # type: ignore[misc]
 
     def begin(self, *args: Any, **kwargs: Any) -> None:  # newer Pythons pass limits
         super().begin(*args, **kwargs)
-        if self._reader.cut:
+        if peer_closed(self._reader):  # the header section ended at EOF, not at a blank line
             raise ProtocolError("the response headers were cut short")
         _check_header_section(self.headers)
         self._check_framing()
@@ -204,16 +216,20 @@ class Response(http.client.HTTPResponse):
                 raise ProtocolError("101 Switching Protocols, which the SDK never asks for")
             if status >= 200:
                 return match[1].decode(), status, (match[3] or b"").decode("iso-8859-1")
-            interim = http.client.parse_headers(fp)  # RFC 9110: a client reads past every 1xx
-            if fp.cut:
-                raise ProtocolError(f"an interim {status} answer was cut short")
-            _check_header_section(interim)
+            # RFC 9110: a client reads past every 1xx. One cut short by EOF needs no check
+            # here: the next status line finds the connection closed.
+            _check_header_section(http.client.parse_headers(fp))
         raise ProtocolError(f"more than {_MAX_INTERIM} interim (1xx) answers")
 
     def _check_framing(self) -> None:
         """Refuse framing headers stdlib would misread or silently replace by read-to-close."""
-        codings = self.headers.get_all("Transfer-Encoding")
-        lengths = self.headers.get_all("Content-Length")
+        fields: dict[str, list[str]] = {}
+        for name, value in self.headers.raw_items():  # one pass; get_all() is one per name
+            lower = name.lower()
+            if lower in _FRAMING_FIELDS:
+                fields.setdefault(lower, []).append(value)
+        codings = fields.get("transfer-encoding")
+        lengths = fields.get("content-length")
         if codings is not None:
             tokens = [t.strip().lower() for value in codings for t in value.split(",")]
             if [t for t in tokens if t] != ["chunked"]:
@@ -225,8 +241,10 @@ class Response(http.client.HTTPResponse):
             # RFC 9112 6.1 and 6.3: read as chunked, then close the connection.
             self._ambiguous = lengths is not None or self.version != 11
         elif lengths is not None:
-            values = {v.strip() for value in lengths for v in value.split(",")}
-            value = values.pop() if len(values) == 1 else ""
+            value = lengths[0].strip()
+            if len(lengths) > 1 or "," in value:  # a list (RFC 9110 8.6): all must be equal
+                values = {v.strip() for field in lengths for v in field.split(",")}
+                value = values.pop() if len(values) == 1 else ""
             if not (value.isascii() and value.isdigit()):
                 raise ProtocolError(f"malformed Content-Length {', '.join(lengths)!r:.60}")
             if len(value.lstrip("0")) > 18:  # int() may refuse so many digits, and it is absurd
@@ -238,9 +256,11 @@ class Response(http.client.HTTPResponse):
             self.chunked, self.length = False, 0
         if not self.chunked and self.length is None:
             self.will_close = True  # delimited by the close: nothing can follow it
-        for field in self.headers.get_all("Connection") or ():  # stdlib reads the first only
+        for field in fields.get("connection", ()):  # stdlib reads the first only
             if "close" in (token.strip().lower() for token in field.split(",")):
                 self.will_close = True
+        if "keep-alive" in fields:
+            self.keep_alive = _keep_alive_timeout(fields["keep-alive"])
 
     def _get_chunk_left(self) -> int | None:
         # As http.client's, but the CRLF after each chunk's data is checked, not skipped.
@@ -251,7 +271,7 @@ class Response(http.client.HTTPResponse):
             chunk_left = self._read_next_chunk_size()
             if chunk_left == 0:
                 self._read_and_discard_trailer()
-                self._close_conn()  # type: ignore[attr-defined]
+                self._close_conn()
                 self.chunk_left = None
                 return None
             self.chunk_left = chunk_left
@@ -310,12 +330,7 @@ class HTTPConnection(http.client.HTTPConnection):
 
     def reusable(self, response: http.client.HTTPResponse | None) -> bool:
         """True if another request may follow ``response`` on this connection."""
-        return (
-            isinstance(response, Response)
-            and response.reusable
-            and self.sock is not None
-            and self.sock.leftover() == 0
-        )
+        return isinstance(response, Response) and response.reusable and self.sock is not None
 
     def connect(self) -> None:
         """Connect, tunnel through a proxy and shake hands for TLS, all by the deadline."""
@@ -355,9 +370,9 @@ class HTTPConnection(http.client.HTTPConnection):
         try:
             _, status, reason = answer._read_status()
             http.client.parse_headers(answer._reader)
-            if answer._reader.cut:
+            if peer_closed(answer._reader):
                 raise ProtocolError("the proxy's answer to CONNECT was cut short")
-            if 200 <= status <= 299 and sock.leftover():
+            if 200 <= status <= 299 and unread(answer._reader):
                 raise ProtocolError("the proxy sent data after its CONNECT answer, before TLS")
         finally:
             answer.close()

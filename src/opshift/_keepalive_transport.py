@@ -123,7 +123,7 @@ class KeepAliveTransport:
                     raise
                 raise translate_exception(exc, url, timeout) from exc
             if conn.reusable(response):
-                self._checkin(route.key, conn, _http.keep_alive_seconds(response))
+                self._checkin(route.key, conn, response.keep_alive)  # type: ignore[attr-defined]  # a Response: reusable() checked
             else:
                 conn.close()
             return status, data
