@@ -49,48 +49,23 @@ def test_a_read_that_meets_the_peers_close_is_noted() -> None:
     sock.close()
 
 
-def test_the_timeout_is_rearmed_only_when_the_deadline_needs_it() -> None:
-    """A reused connection keeps its socket timeout; a nearer deadline shortens it."""
+def test_each_exchange_gets_the_time_it_has_left_whatever_the_last_one_left() -> None:
+    """A pooled socket's timeout is raised for a farther deadline, lowered for a nearer one."""
     sock, peer = _pair()
     with peer:
+        sock.reset(time.monotonic() + 0.05)  # an exchange that ends with little time left
+        peer.sendall(b"w")
+        sock.recv_into(bytearray(1))
+        assert (sock.raw.gettimeout() or 60) <= 0.05
+        sock.reset(time.monotonic() + 60)  # the next call on this connection has a minute
         peer.sendall(b"x")
-        sock.raw.settimeout(None)
-        sock = DeadlineSocket(sock.raw, time.monotonic() + 60)
         sock.recv_into(bytearray(1))
-        first = sock.raw.gettimeout()
-        assert first is not None and 59 < first <= 60
-        sock.reset(time.monotonic() + 60)  # as far away: the timeout set still ends in time
+        assert 59 < (sock.raw.gettimeout() or 0) <= 60
+        sock.reset(time.monotonic() + 5)
         peer.sendall(b"y")
-        sock.recv_into(bytearray(1))
-        assert sock.raw.gettimeout() == first
-        sock.reset(time.monotonic() + 5)  # nearer: re-armed
-        peer.sendall(b"z")
-        sock.recv_into(bytearray(1))
-        assert (sock.raw.gettimeout() or 60) <= 5
+        sock.sendall(b"z")
+        assert 4 < (sock.raw.gettimeout() or 0) <= 5
         sock.reset(time.monotonic() - 1)
         with pytest.raises(socket.timeout):
             sock.recv_into(bytearray(1))
     sock.close()
-
-
-def test_only_binary_reading_is_offered() -> None:
-    """makefile() serves http.client's "rb" and nothing else."""
-    sock, peer = _pair()
-    with peer, pytest.raises(ValueError, match="unsupported mode"):
-        sock.makefile("w")
-    sock.close()
-
-
-def test_a_socket_is_quiet_until_its_peer_speaks_or_closes() -> None:
-    """Quiet means open with nothing waiting; data, EOF or our own close end it."""
-    sock, peer = _pair()
-    assert sock.is_quiet()
-    peer.sendall(b"x")
-    assert not sock.is_quiet()
-    sock.close()
-    assert not sock.is_quiet()
-    quiet, other = _pair()
-    other.close()  # EOF waiting
-    assert not quiet.is_quiet()
-    quiet.close()
-    peer.close()

@@ -321,6 +321,39 @@ def test_connect_names_the_port_even_when_it_is_443(
     assert "HTTPS_PROXY" in message
 
 
+def test_a_malformed_keep_alive_hint_is_ignored(make_client: MakeClient) -> None:
+    """`Keep-Alive: timeout=²` is a hint gone wrong, not a failed call: the answer stands."""
+    raw = (
+        b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=\xb2, max=100\r\nContent-Length: %d\r\n\r\n%s"
+        % (
+            len(PING_OK),
+            PING_OK,
+        )
+    )
+    with fs.FaultServer([fs.respond(raw, keep_open=True)]) as server:
+        assert make_client(server.url, max_retries=0).ping("w")["message"] == "Ping received"
+
+
+def test_a_trailer_longer_than_read_never_leaks_into_the_next_call(
+    make_client: MakeClient,
+) -> None:
+    """A trailer the client stops reading is never finished as the next call's answer."""
+    trailer = b"X-T: y\r\n" * 33  # as many lines as the client reads; the rest comes later
+    first = fs.respond(CHUNKED + b"\r\n" + chunked(PING_OK)[:-2] + trailer, keep_open=True)
+
+    def second(conn: socket.socket, server: fs.FaultServer) -> bool:
+        if server.served_on(conn) > 1:  # the first connection was reused: finish the trailer
+            conn.sendall(b"\r\n" + fs.answer(fs.ping_body("FORGED")))
+        else:
+            conn.sendall(fs.answer(fs.ping_body("second")))
+        return True
+
+    with fs.FaultServer([first, second]) as server:
+        client = make_client(server.url, max_retries=0)
+        assert client.ping("w")["message"] == "Ping received"
+        assert client.ping("w")["message"] == "second"
+
+
 @pytest.mark.parametrize(
     ("answer", "problem"),
     [

@@ -24,8 +24,7 @@ if TYPE_CHECKING:
 # body (itself capped at 1 MiB by transport.read_body). A server cannot make us read more.
 MAX_EXCHANGE_BYTES = 2 * 1024 * 1024
 # A blocking call may end this much after the deadline: the socket timeout is re-armed
-# (a syscall) only when the one set would overshoot by more, so a connection reused call
-# after call with the same timeout is not re-armed at all.
+# (a syscall) when the one set would end a call sooner than the deadline, or later by more.
 _SLACK = 0.02
 _poll = getattr(select, "poll", None)  # absent on Windows, where select() has no fd limit
 
@@ -91,7 +90,9 @@ class DeadlineSocket:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise socket.timeout("timed out")
-        if self._timeout > remaining + _SLACK:
+        # Both ways: a pooled connection keeps the timeout its last call left, which may
+        # be far shorter (or longer) than what this call has left.
+        if not remaining <= self._timeout <= remaining + _SLACK:
             self.raw.settimeout(remaining)
             self._timeout = remaining
 

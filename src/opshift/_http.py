@@ -115,8 +115,9 @@ def _keep_alive_timeout(fields: list[str]) -> float | None:
     for field in fields:
         for part in field.split(","):
             name, _, value = part.partition("=")
-            if name.strip().lower() == "timeout" and value.strip().isdigit():
-                return float(value.strip())
+            value = value.strip()
+            if name.strip().lower() == "timeout" and value.isascii() and value.isdigit():
+                return float(value)
     return None
 
 
@@ -163,7 +164,7 @@ class Response(http.client.HTTPResponse):
 
     fp: io.BufferedReader | None  # type: ignore[assignment]  # DeadlineSocket.makefile()'s
     _ambiguous = False  # Transfer-Encoding with Content-Length, or framing on HTTP/1.0
-    _trailer_cut = False  # the trailer section ended at EOF: answered, but the link is done
+    _trailer_cut = False  # the trailer ended at EOF or went on too long: answered, never reused
     keep_alive: float | None = None  # the server's Keep-Alive timeout, in seconds, if it gave one
     _unread = -1  # bytes the reader had fetched past the answer when it was closed
 
@@ -297,6 +298,7 @@ class Response(http.client.HTTPResponse):
             if not line.endswith(b"\n"):
                 self._trailer_cut = True  # "0\r\n" then EOF: complete, but never reused
                 return
+        self._trailer_cut = True  # more trailer lines than we read: the rest may yet come
 
 
 class HTTPConnection(http.client.HTTPConnection):
