@@ -20,6 +20,7 @@ import pytest
 
 import opshift
 from opshift import (
+    AuthenticationError,
     ConfigurationError,
     KeepAliveTransport,
     NetworkError,
@@ -654,6 +655,46 @@ def test_a_407_to_a_plain_http_request_is_a_proxy_authentication_error(
     assert proxy.url[len("http://") :] in str(caught.value)
     assert "HTTP_PROXY" in str(caught.value)
     assert "s3cret-pw" not in str(caught.value)
+
+
+def test_a_proxys_own_401_to_a_plain_http_request_is_about_its_credentials(
+    transport_name: str, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """tinyproxy's HTML 401 to a forwarded request names the proxy, not OPSHIFT_SECRET."""
+    unauthorized = (
+        b"HTTP/1.0 401 Unauthorized\r\nServer: tinyproxy/1.11.1\r\nContent-Type: text/html\r\n"
+        b'WWW-Authenticate: Basic realm="Tinyproxy"\r\nConnection: close\r\n\r\n<html></html>'
+    )
+    with ProxyServer(answer=unauthorized) as proxy:
+        no_proxy_env.setenv("HTTP_PROXY", proxy.url.replace("://", "://alice:wrong-pw@"))
+        client = OpShift(
+            SECRET, base_url="http://ops.example", transport=TRANSPORTS[transport_name]()
+        )
+        with pytest.raises(ProxyAuthenticationError) as caught:
+            client.ping("w")
+    assert len(proxy.seen) == 1
+    assert caught.value.status_code == 401
+    assert proxy.url[len("http://") :] in str(caught.value)
+    assert "HTTP_PROXY" in str(caught.value)
+    assert "OPSHIFT_SECRET" not in str(caught.value)
+    assert "wrong-pw" not in str(caught.value)
+
+
+def test_opshifts_own_401_through_a_proxy_is_about_the_secret(
+    transport_name: str, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """A JSON 401 that came through the proxy is OpShift's: check OPSHIFT_SECRET."""
+    body = b'{"error": "Invalid webhook signature"}'
+    answer = b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+    answer += b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    with ProxyServer(answer=answer) as proxy:
+        no_proxy_env.setenv("HTTP_PROXY", proxy.url)
+        client = OpShift(
+            SECRET, base_url="http://ops.example", transport=TRANSPORTS[transport_name]()
+        )
+        with pytest.raises(AuthenticationError) as caught:
+            client.ping("w")
+    assert "OPSHIFT_SECRET" in str(caught.value)
 
 
 def test_a_407_without_a_proxy_is_still_about_proxy_credentials(

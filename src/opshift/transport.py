@@ -81,7 +81,21 @@ def read_answer(response: http.client.HTTPResponse, proxy: str | None) -> tuple[
         raise redirect_error(status, response.getheader("Location"))
     if status == 407 and proxy is not None:
         raise ProxyRefused(proxy, status, response.reason, "HTTP_PROXY", "")
-    return status, read_body(response)
+    data = read_body(response)
+    if status == 401 and proxy is not None and not _is_json_object(data):
+        # OpShift's 401 is a JSON object; a proxy asking for credentials with a 401 where
+        # RFC 9110 says 407 (tinyproxy does) answers HTML.
+        raise ProxyRefused(proxy, status, response.reason, "HTTP_PROXY", "")
+    return status, data
+
+
+def _is_json_object(data: bytes) -> bool:
+    import json
+
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:  # UnicodeDecodeError included
+        return False
 
 
 def read_body(response: http.client.HTTPResponse, limit: int = MAX_RESPONSE_BYTES) -> bytes:
@@ -182,11 +196,12 @@ def translate_exception(exc: BaseException, url: str, timeout: float) -> OpShift
 def _proxy_error(where: str, refused: ProxyRefused) -> OpShiftError:
     """A proxy's refusal, naming the proxy (never its password); 407 is never retried."""
     said = f"{refused.status} {refused.reason.strip()[:40]}".rstrip()
-    # Only the proxy can answer a CONNECT, so a 401 there is its challenge too (tinyproxy
-    # answers 401 where RFC 9110 says 407).
-    if refused.status == 407 or (refused.status == 401 and refused.target):
+    # A 401 is raised here only where the proxy gave it: to a CONNECT, or to a forwarded
+    # request without OpShift's JSON (tinyproxy answers 401 where RFC 9110 says 407).
+    if refused.status in (401, 407):
+        html = " with a page of its own, not OpShift's JSON" if refused.status == 401 else ""
         return ProxyAuthenticationError(
-            f"{where} failed: the proxy {refused.proxy} answered {said}: it refused the "
+            f"{where} failed: the proxy {refused.proxy} answered {said}{html}: it refused the "
             f"credentials it was given, or was given none. Check the user and password in "
             f"the proxy URL ({refused.variable}); nothing reached OpShift.",
             status_code=refused.status,
