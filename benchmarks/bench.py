@@ -19,6 +19,8 @@ and renders its own Markdown. To add one (say, the outbox), write a ``measure_*`
 from __future__ import annotations
 
 import argparse
+import functools
+import http.client
 import json
 import math
 import multiprocessing
@@ -171,7 +173,6 @@ def _signed() -> tuple[bytes, dict[str, str]]:
 
 def make_clients(base: str, setup: Setup) -> dict[str, Callable[[], Any]]:
     """name -> a function doing one signed POST ping and reading the answer."""
-    import http.client
     import urllib.request
 
     import opshift
@@ -199,19 +200,7 @@ def make_clients(base: str, setup: Setup) -> dict[str, Callable[[], Any]]:
 
     clients[BARE_URLLIB] = bare_urllib
 
-    host, port = base.split("://")[1].split(":")
-    conn: http.client.HTTPConnection
-    if base.startswith("https"):
-        conn = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
-    else:
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-
-    def raw_http_client() -> object:
-        body, headers = _signed()
-        conn.request("POST", "/api/ping/payments-worker", body, headers)
-        return json.loads(conn.getresponse().read())
-
-    clients[LIMIT] = raw_http_client
+    clients[LIMIT] = functools.partial(_raw_post, _raw_connection(base, setup))
     clients.update(_shared_clients(base, setup, include_sdk=False))
     return clients
 
@@ -370,26 +359,30 @@ def measure_threads(setup: Setup) -> dict[str, Any]:
 def _per_thread_http_client(base: str, setup: Setup) -> Callable[[], Any]:
     """Raw http.client with a connection of its own in every thread: nothing shared, no
     pool, no lock. What stock http.client parsing allows, as a reference."""
-    import http.client
-
     local = threading.local()
-    host, port = base.split("://")[1].split(":")
 
     def call() -> object:
         conn = getattr(local, "conn", None)
         if conn is None:
-            if base.startswith("https"):
-                conn = http.client.HTTPSConnection(
-                    host, int(port), context=setup.context, timeout=30
-                )
-            else:
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
-            local.conn = conn
-        body, headers = _signed()
-        conn.request("POST", "/api/ping/payments-worker", body, headers)
-        return json.loads(conn.getresponse().read())
+            conn = local.conn = _raw_connection(base, setup)
+        return _raw_post(conn)
 
     return call
+
+
+def _raw_connection(base: str, setup: Setup) -> http.client.HTTPConnection:
+    """An http.client connection to the benchmark server, as code without the SDK makes it."""
+    host, port = base.split("://")[1].split(":")
+    if base.startswith("https"):
+        return http.client.HTTPSConnection(host, int(port), context=setup.context, timeout=30)
+    return http.client.HTTPConnection(host, int(port), timeout=30)
+
+
+def _raw_post(conn: http.client.HTTPConnection) -> object:
+    """One signed ping on a raw http.client connection, its answer parsed."""
+    body, headers = _signed()
+    conn.request("POST", "/api/ping/payments-worker", body, headers)
+    return json.loads(conn.getresponse().read())
 
 
 def _run_threads(call: Callable[[], Any], count: int, each: int) -> float:

@@ -639,11 +639,24 @@ def test_a_401_to_connect_is_a_proxy_authentication_error_too(
     assert "HTTPS_PROXY" in str(caught.value)
 
 
-def test_a_407_to_a_plain_http_request_is_a_proxy_authentication_error(
-    transport_name: str, no_proxy_env: pytest.MonkeyPatch
+TINYPROXY_401 = (
+    b"HTTP/1.0 401 Unauthorized\r\nServer: tinyproxy/1.11.1\r\nContent-Type: text/html\r\n"
+    b'WWW-Authenticate: Basic realm="Tinyproxy"\r\nConnection: close\r\n\r\n<html></html>'
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        pytest.param(PROXY_407, 407, id="407"),
+        pytest.param(TINYPROXY_401, 401, id="tinyproxy-html-401"),
+    ],
+)
+def test_a_proxys_refusal_of_a_plain_http_request_is_about_its_credentials(
+    transport_name: str, no_proxy_env: pytest.MonkeyPatch, answer: bytes, status: int
 ) -> None:
-    """Through a proxy to an http:// base URL, a 407 names the proxy and HTTP_PROXY."""
-    with ProxyServer(answer=PROXY_407) as proxy:
+    """Through a proxy to an http:// base URL, its 407 (or HTML 401) names the proxy."""
+    with ProxyServer(answer=answer) as proxy:
         no_proxy_env.setenv("HTTP_PROXY", proxy.url.replace("://", "://alice:s3cret-pw@"))
         client = OpShift(
             SECRET, base_url="http://ops.example", transport=TRANSPORTS[transport_name]()
@@ -651,33 +664,11 @@ def test_a_407_to_a_plain_http_request_is_a_proxy_authentication_error(
         with pytest.raises(ProxyAuthenticationError) as caught:
             client.ping("w")
     assert len(proxy.seen) == 1
-    assert caught.value.status_code == 407
-    assert proxy.url[len("http://") :] in str(caught.value)
-    assert "HTTP_PROXY" in str(caught.value)
-    assert "s3cret-pw" not in str(caught.value)
-
-
-def test_a_proxys_own_401_to_a_plain_http_request_is_about_its_credentials(
-    transport_name: str, no_proxy_env: pytest.MonkeyPatch
-) -> None:
-    """tinyproxy's HTML 401 to a forwarded request names the proxy, not OPSHIFT_SECRET."""
-    unauthorized = (
-        b"HTTP/1.0 401 Unauthorized\r\nServer: tinyproxy/1.11.1\r\nContent-Type: text/html\r\n"
-        b'WWW-Authenticate: Basic realm="Tinyproxy"\r\nConnection: close\r\n\r\n<html></html>'
-    )
-    with ProxyServer(answer=unauthorized) as proxy:
-        no_proxy_env.setenv("HTTP_PROXY", proxy.url.replace("://", "://alice:wrong-pw@"))
-        client = OpShift(
-            SECRET, base_url="http://ops.example", transport=TRANSPORTS[transport_name]()
-        )
-        with pytest.raises(ProxyAuthenticationError) as caught:
-            client.ping("w")
-    assert len(proxy.seen) == 1
-    assert caught.value.status_code == 401
+    assert caught.value.status_code == status
     assert proxy.url[len("http://") :] in str(caught.value)
     assert "HTTP_PROXY" in str(caught.value)
     assert "OPSHIFT_SECRET" not in str(caught.value)
-    assert "wrong-pw" not in str(caught.value)
+    assert "s3cret-pw" not in str(caught.value)
 
 
 def test_opshifts_own_401_through_a_proxy_is_about_the_secret(
