@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import pytest
 
 import opshift
+import opshift.transport
 from opshift import (
     AuthenticationError,
     BadRequestError,
@@ -522,7 +523,7 @@ def test_with_options_changes_only_the_copy(server: OpShiftServer) -> None:
     transport.close()
 
 
-def test_closing_a_copy_leaves_the_default_transport_open() -> None:
+def test_closing_a_copy_leaves_the_default_transport_open(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the client that made the default transport closes it."""
     closed: list[str] = []
 
@@ -535,8 +536,9 @@ def test_closing_a_copy_leaves_the_default_transport_open() -> None:
         def close(self) -> None:
             closed.append("closed")
 
+    # Stands in for the default transport the client makes (and so owns).
+    monkeypatch.setattr(opshift.transport, "UrllibTransport", Closable)
     client = OpShift(SECRET)
-    client._transport = Closable()  # stands in for the default transport it owns
     client.with_options(timeout=1).close()
     assert closed == []
     client.close()

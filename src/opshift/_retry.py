@@ -11,9 +11,21 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at ru
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["RETRY_STATUSES", "RetryPolicy"]
+__all__ = ["RETRY_STATUSES", "RetryPolicy", "backoff_wait"]
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_MAX_DOUBLINGS = 30  # 2.0 ** 1024 overflows; 2 ** 30 times any sane base is past any cap
+
+
+def backoff_wait(failures: int, base: float, cap: float, jitter: float) -> float:
+    """Seconds to wait after ``failures`` consecutive failures (1 for the first): ``base``
+    doubled per further failure, at most ``cap``, times ``jitter`` in [0, 1) (full jitter).
+
+    The one backoff formula, for the client's retries and the outbox's deliveries alike;
+    any failure count is safe (the doubling stops at ``_MAX_DOUBLINGS``).
+    """
+    doublings = min(max(failures - 1, 0), _MAX_DOUBLINGS)
+    return jitter * min(cap, base * 2.0**doublings)
 
 
 class RetryPolicy:
@@ -72,7 +84,7 @@ class RetryPolicy:
         """
         if attempt > self.max_retries or not retryable(error):
             return None
-        wait = self._jitter() * min(self.backoff_max, self.backoff * 2.0 ** (attempt - 1))
+        wait = backoff_wait(attempt, self.backoff, self.backoff_max, self._jitter())
         if remaining - wait < min(1.0, timeout / 10):
             return None
         return wait

@@ -26,7 +26,7 @@ def verify(body: bytes, signature: str, secret: str) -> bool:
     return hmac.compare_digest(sign(body, secret), signature.lower())
 
 
-class _Signer:
+class Signer:
     """Holds the key for one client and signs bodies; its repr never shows the secret."""
 
     __slots__ = ("_key",)
@@ -35,7 +35,12 @@ class _Signer:
         self._key = secret.encode("utf-8")
 
     def sign(self, body: bytes) -> str:
+        """The ``X-Webhook-Signature`` value for ``body`` under this key."""
         return hmac.digest(self._key, body, "sha256").hex()
+
+    def redact(self, text: str, replacement: str) -> str:
+        """``text`` with every occurrence of the secret replaced by ``replacement``."""
+        return text.replace(self._key.decode("utf-8"), replacement)
 
     def __repr__(self) -> str:
         return "<secret redacted>"

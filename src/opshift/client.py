@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 
 from . import _log, _validation
+from ._call import ALERT, PING, Caller, fields_given
 from ._retry import RetryPolicy
-from ._signing import _Signer
-from ._version import __version__
-from .errors import ConfigurationError, OpShiftError, error_for_status, redirect_error
+from ._signing import Signer
+from .errors import ConfigurationError, OpShiftError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
@@ -22,13 +20,12 @@ if TYPE_CHECKING:
     from .transport import Transport
     from .types import AlertResponse, Metadata, PingResponse, PingStatus, Severity
 
-__all__ = ["DEFAULT_BASE_URL", "OpShift"]
+__all__ = ["DEFAULT_BASE_URL", "OpShift", "caller"]
 
 DEFAULT_BASE_URL = "https://www.opshift.io"
-USER_AGENT = "opshift-python/{} (python {}.{}.{})".format(__version__, *sys.version_info[:3])
-_decode_json = json.JSONDecoder().decode  # built once: json.loads re-checks its options per call
 _HEX = frozenset("0123456789abcdefABCDEF")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_MAX_RETRIES = 2  # the defaults of max_retries and retry_backoff, when neither is given
+_RETRY_BACKOFF = 0.5
 
 
 class OpShift:
@@ -42,8 +39,10 @@ class OpShift:
         base_url: Where OpShift lives. Defaults to ``OPSHIFT_BASE_URL``, then
             ``https://www.opshift.io``. Point it at a self-hosted or local instance.
         timeout: Seconds for the whole call: connect, send, wait, read, retries and backoff.
-        max_retries: Extra attempts after a network error or a 500/502/503/504 (0 for none).
-        retry_backoff: Base of the exponential backoff between attempts, in seconds.
+        max_retries: Extra attempts after a network error or a 500/502/503/504 (0 for none);
+            2 when neither this nor ``retry_policy`` is given.
+        retry_backoff: Base of the exponential backoff between attempts, in seconds (0.5
+            when not given).
         retry_policy: A ``RetryPolicy`` instead of ``max_retries`` and ``retry_backoff``
             (e.g. with an injected ``sleep`` in tests).
         transport: A callable ``(url, body, headers, timeout) -> (status, body_bytes)``;
@@ -62,66 +61,86 @@ class OpShift:
         *,
         base_url: str | None = None,
         timeout: float = 30.0,
-        max_retries: int = 2,
-        retry_backoff: float = 0.5,
+        max_retries: int | None = None,
+        retry_backoff: float | None = None,
         retry_policy: RetryPolicy | None = None,
         transport: Transport | None = None,
         enabled: bool = True,
     ) -> None:
         if not isinstance(enabled, bool):
             raise ConfigurationError(f"enabled must be True or False (got {enabled!r:.40}).")
-        self._enabled = enabled and not _disabled_by_environment()
+        by_environment = enabled and _disabled_by_environment()
+        enabled = enabled and not by_environment
         # Disabled, nothing is signed: a placeholder secret in CI must not fail start-up.
-        self._signer = _Signer(_check_secret(secret)) if self._enabled else None
-        self.base_url = _check_base_url(
+        signer = Signer(_check_secret(secret)) if enabled else None
+        base_url = _check_base_url(
             base_url if base_url is not None else os.environ.get("OPSHIFT_BASE_URL")
         )
-        self.timeout = _validation.check_number("timeout", timeout)
         if retry_policy is None:
-            retry_policy = RetryPolicy(max_retries, retry_backoff)
-        elif not isinstance(retry_policy, RetryPolicy):
-            raise ConfigurationError(
-                f"retry_policy must be a RetryPolicy, not {type(retry_policy).__name__}."
+            retry_policy = RetryPolicy(
+                _MAX_RETRIES if max_retries is None else max_retries,
+                _RETRY_BACKOFF if retry_backoff is None else retry_backoff,
             )
-        elif (max_retries, retry_backoff) != (2, 0.5):
+        elif max_retries is not None or retry_backoff is not None:
             raise ConfigurationError(
                 "Pass either retry_policy or max_retries/retry_backoff, not both; "
                 "e.g. RetryPolicy(max_retries=0)."
             )
-        self.retry_policy = retry_policy
         if transport is not None and not callable(transport):
             raise ConfigurationError(
                 "transport must be callable as transport(url, body, headers, timeout) -> "
                 f"(status, body); got {type(transport).__name__}."
             )
-        self._owns_transport = transport is None
-        if transport is None and self._enabled:
+        owns_transport = transport is None
+        if transport is None and enabled:
             from .transport import UrllibTransport
 
             transport = UrllibTransport()
-        self._transport = transport
-        # Encoded paths per token and webhook id, checked and percent-encoded once.
-        self._ping_paths: dict[str, str] = {}
-        self._alert_paths: dict[str, str] = {}
-        if not self._enabled:
+        self._setup(
+            Caller(base_url, signer, transport),
+            timeout=timeout,
+            retry_policy=retry_policy,
+            owns_transport=owns_transport,
+        )
+        if not enabled:
             _log.logger().info(
                 "OpShift is disabled (%s): calls are validated, nothing is sent.",
-                "OPSHIFT_DISABLED is set" if enabled else "enabled=False",
+                "OPSHIFT_DISABLED is set" if by_environment else "enabled=False",
             )
+
+    def _setup(
+        self,
+        caller: Caller,
+        *,
+        timeout: float,
+        retry_policy: RetryPolicy,
+        owns_transport: bool,
+    ) -> None:
+        """Set every attribute, for the constructor and ``with_options`` alike."""
+        if not isinstance(retry_policy, RetryPolicy):
+            raise ConfigurationError(
+                f"retry_policy must be a RetryPolicy, not {type(retry_policy).__name__}."
+            )
+        self._caller = caller
+        self.base_url = caller.base_url
+        self.timeout = _validation.check_number("timeout", timeout)
+        self.retry_policy = retry_policy
+        self._owns_transport = owns_transport
 
     @property
     def enabled(self) -> bool:
         """False when the client is a validating no-op (``enabled=False`` or OPSHIFT_DISABLED)."""
-        return self._enabled
+        return self._caller.signer is not None
 
     @property
     def transport(self) -> Transport:
         """The transport calls go through (the default is built only for an enabled client)."""
-        if self._transport is None:
+        caller = self._caller
+        if caller.transport is None:
             from .transport import UrllibTransport
 
-            self._transport = UrllibTransport()
-        return self._transport
+            caller.transport = UrllibTransport()
+        return caller.transport
 
     def with_options(
         self,
@@ -141,21 +160,20 @@ class OpShift:
             ConfigurationError: A setting is invalid.
         """
         policy = self.retry_policy if retry_policy is None else retry_policy
-        if not isinstance(policy, RetryPolicy):
-            raise ConfigurationError(
-                f"retry_policy must be a RetryPolicy, not {type(policy).__name__}."
-            )
         changes: dict[str, Any] = {}
         if max_retries is not None:
             changes["max_retries"] = max_retries
         if retry_backoff is not None:
             changes["backoff"] = retry_backoff
-        copy = object.__new__(OpShift)
-        copy.__dict__.update(self.__dict__)
-        if timeout is not None:
-            copy.timeout = _validation.check_number("timeout", timeout)
-        copy.retry_policy = policy.replace(**changes) if changes else policy
-        copy._owns_transport = False
+        if changes and isinstance(policy, RetryPolicy):
+            policy = policy.replace(**changes)
+        copy = OpShift.__new__(OpShift)
+        copy._setup(
+            self._caller,
+            timeout=self.timeout if timeout is None else timeout,
+            retry_policy=policy,
+            owns_transport=False,
+        )
         return copy
 
     @property
@@ -192,9 +210,9 @@ class OpShift:
                 rejected it.
             OpShiftError: Any other failure; see the subclasses in ``opshift.errors``.
         """
-        fields = _given(status=status, reason=reason, group_key=group_key, metadata=metadata)
-        path, body = self._prepare("ping", ping_token, fields)
-        if not self._enabled:
+        fields = fields_given(status=status, reason=reason, group_key=group_key, metadata=metadata)
+        path, body = self._caller.prepare(PING, ping_token, fields)
+        if self._caller.signer is None:
             return _disabled_ping(ping_token, status)
         return self._send(path, body)  # type: ignore[no-any-return]
 
@@ -228,15 +246,15 @@ class OpShift:
                 rejected it.
             OpShiftError: Any other failure; see the subclasses in ``opshift.errors``.
         """
-        fields = _given(
+        fields = fields_given(
             title=title,
             description=description,
             severity=severity,
             metadata=metadata,
             group_key=group_key,
         )
-        path, body = self._prepare("alert", webhook_url, fields)
-        if not self._enabled:
+        path, body = self._caller.prepare(ALERT, webhook_url, fields)
+        if self._caller.signer is None:
             return _disabled_alert()
         return self._send(path, body)  # type: ignore[no-any-return]
 
@@ -276,7 +294,7 @@ class OpShift:
 
     def close(self) -> None:
         """Release the default transport's resources; a transport you passed is yours to close."""
-        close = getattr(self._transport, "close", None)
+        close = getattr(self._caller.transport, "close", None)
         if self._owns_transport and callable(close):
             close()
 
@@ -287,59 +305,26 @@ class OpShift:
         self.close()
 
     def __repr__(self) -> str:
-        disabled = "" if self._enabled else ", enabled=False"
+        disabled = "" if self.enabled else ", enabled=False"
         return (
             f"OpShift(base_url={self.base_url!r}, timeout={self.timeout!r}, "
             f"max_retries={self.max_retries!r}{disabled})"
         )
 
-    def _prepare(self, kind: str, key: str, fields: dict[str, Any]) -> tuple[str, bytes]:
-        """Check a ping (``kind="ping"``) or alert; return its path and the body to sign.
-
-        Raises:
-            BadRequestError: the id or a field breaks a documented limit.
-        """
-        if kind == "ping":
-            path = self._path(self._ping_paths, "/api/ping/", "ping_token", key)
-            return path, _validation.encode("ping", fields) if fields else b""
-        path = self._path(self._alert_paths, "/api/alerts/trigger/", "webhook_url", key)
-        return path, _validation.encode("alert", fields)
-
-    def _path(self, cache: dict[str, str], prefix: str, name: str, value: str) -> str:
-        path = cache.get(value) if isinstance(value, str) else None
-        if path is None:
-            path = prefix + _path_segment(name, value)  # raises for a bad value
-            if len(cache) < 1024:
-                cache[value] = path
-        return path
-
     def _send(self, path: str, body: bytes) -> Any:
-        """POST signed bytes, retrying per the policy within one deadline; return the JSON.
-
-        The body is signed here, with the current secret, so callers may keep unsigned
-        bodies (the outbox does) for as long as they like.
-        """
-        if self._signer is None:
-            raise ConfigurationError("This OpShift client is disabled; it sends nothing.")
-        url = self.base_url + path
-        headers = _SignedHeaders(
-            {
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-                "X-Webhook-Signature": self._signer.sign(body),
-            }
-        )
+        """POST unsigned bytes, signed per attempt, retrying per the policy within one
+        deadline; return OpShift's JSON object."""
+        caller = self._caller
+        if caller.transport is None:
+            self.transport  # noqa: B018 - builds the default transport
         policy = self.retry_policy
-        transport = self.transport
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
             attempt += 1
             started = time.monotonic()
             try:
-                status, data = _call_transport(transport, url, body, headers, deadline - started)
-                result = _parse(status, data)
+                status, result = caller.send_once(path, body, deadline - started)
             except OpShiftError as error:
                 now = time.monotonic()
                 wait = policy.delay(error, attempt, deadline - now, self.timeout)
@@ -369,86 +354,10 @@ class OpShift:
             return result
 
 
-def _call_transport(
-    transport: Transport, url: str, body: bytes, headers: _SignedHeaders, timeout: float
-) -> tuple[int, bytes]:
-    """Call the transport; whatever it raises becomes an OpShiftError with the cause chained."""
-    try:
-        result = transport(url, body, headers, timeout)
-    except OpShiftError:
-        raise
-    except Exception as exc:
-        from .transport import translate_exception
-
-        raise translate_exception(exc, url, timeout) from exc
-    if (
-        not isinstance(result, tuple)
-        or len(result) != 2
-        or not isinstance(result[0], int)
-        or not isinstance(result[1], (bytes, bytearray))
-    ):
-        raise OpShiftError(
-            f"The transport returned {type(result).__name__}, not (status_code, body_bytes); "
-            "fix the custom transport."
-        )
-    return result[0], bytes(result[1])
-
-
-class _SignedHeaders(dict[str, str]):
-    """Request headers whose repr hides the signature, so logging them leaks no credential."""
-
-    def __repr__(self) -> str:
-        shown = {k: ("<redacted>" if k == "X-Webhook-Signature" else v) for k, v in self.items()}
-        return repr(shown)
-
-    __str__ = __repr__
-
-
-def _parse(status: int, data: bytes) -> Any:
-    """Return a 2xx JSON object, or raise the OpShiftError this response means."""
-    if 200 <= status <= 299:
-        problem = "an empty body" if not data else None
-        parsed: Any = None
-        if data:
-            try:
-                parsed = _decode_json(data.decode("utf-8"))  # UnicodeDecodeError is a ValueError
-            except ValueError:
-                problem = f"a body that is not valid JSON ({len(data)} bytes)"
-            else:
-                if not isinstance(parsed, dict):
-                    problem = f"JSON that is not an object ({type(parsed).__name__})"
-        if problem is None:
-            return parsed
-        raise OpShiftError(
-            f"{status} with {problem}: expected OpShift's JSON answer. "
-            "Check base_url points at OpShift, not a proxy or another service.",
-            status_code=status,
-        )
-    if 300 <= status <= 399:
-        raise redirect_error(status, None)
-    raise error_for_status(status, data)
-
-
-def _given(**fields: Any) -> dict[str, Any]:
-    """The fields the caller passed, in wire order; None means "not given", never null.
-
-    A missing alert title stays absent, so validation reports "title is required".
-    """
-    return {key: value for key, value in fields.items() if value is not None}
-
-
-def _path_segment(name: str, value: str) -> str:
-    """Percent-encode a token or webhook id so no input can reach another path."""
-    problem = _validation.path_problem(name, value)
-    if problem is not None:
-        raise _validation.bad_request(problem)
-    if not value.strip("."):
-        return value.replace(".", "%2E")  # "." and ".." would climb the path
-    if _UNRESERVED.issuperset(value):
-        return value
-    from urllib.parse import quote
-
-    return quote(value, safe="")
+def caller(client: OpShift) -> Caller:
+    """The client's wire seam (prepare, send once), for the SDK's own ``Outbox`` and
+    ``AlertHandler``: they share its secret, base_url and transport, never its retries."""
+    return client._caller
 
 
 def _check_secret(secret: str | None) -> str:

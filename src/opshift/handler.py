@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Callable, Union, cast
 
 from . import _validation
-from .client import OpShift
+from .client import OpShift, caller
 from .errors import ConfigurationError
 from .outbox import Outbox
 from .types import Metadata, Severity
@@ -186,10 +186,9 @@ class AlertHandler(logging.Handler):
             return
         suppressed = int(entry[1]) if entry is not None else 0
         message, trace = record.getMessage(), self._trace(record)
-        secret = self._secret()
-        if secret is not None:  # before any cut, so no fragment of it survives either
-            message = message.replace(secret, _REDACTED)
-            trace = trace.replace(secret, _REDACTED)
+        wire = caller(self.client)  # before any cut, so no fragment of the secret survives
+        message = wire.redact(message, _REDACTED)
+        trace = wire.redact(trace, _REDACTED)
         title = _title(message, record)
         description = _description(message, trace)
         metadata = self._metadata(record, exc_type, suppressed)
@@ -257,10 +256,6 @@ class AlertHandler(logging.Handler):
         if suppressed:
             metadata["suppressed"] = suppressed
         return metadata
-
-    def _secret(self) -> str | None:
-        signer = self.client._signer
-        return signer._key.decode("utf-8") if signer is not None else None
 
     def close(self) -> None:
         """Stop handling; close the outbox (flushing for its ``exit_timeout``) if the

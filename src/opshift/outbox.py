@@ -21,8 +21,10 @@ import weakref
 from typing import Callable, TypedDict, Union
 
 from . import _log, _validation
+from ._call import ALERT, PING, fields_given
 from ._outbox_store import Item, MemoryStore, SQLiteStore, StoreBusy, Work
-from .client import OpShift, _given
+from ._retry import backoff_wait
+from .client import OpShift, caller
 from .errors import ConfigurationError, OpShiftError
 from .types import Metadata, PingStatus, Severity
 
@@ -45,7 +47,6 @@ _PROGRESS_EVERY = 100  # delivered items recorded (one commit) at a time
 _IDLE_POLL = 5.0  # how often a file-backed sender looks for other processes' items
 _IDLE_EXIT = 30.0  # a sender with nothing to do for this long ends; the next item restarts it
 _SPILL_FIRST_ID = 10**12  # ids of items kept in memory while the file could not take them
-_MAX_EXPONENT = 30  # backoff doubles at most this often: 2.0 ** 1024 would overflow
 _live: weakref.WeakSet[Outbox] = weakref.WeakSet()
 
 
@@ -111,8 +112,6 @@ class Outbox:
         self._background = bool(background)
         self._clock = clock
         self._random = random
-        # One attempt per delivery: the outbox's own backoff replaces the client's retries.
-        self._sender = client.with_options(max_retries=0)
         self._lease = max(60.0, 3 * client.timeout)
         self.path = os.fspath(path) if path is not None else None
         self._store: _Store | None = None
@@ -161,9 +160,9 @@ class Outbox:
             BadRequestError: a field breaks a documented limit; nothing is queued.
             OpShiftError: the outbox is closed.
         """
-        fields = _given(status=status, reason=reason, group_key=group_key, metadata=metadata)
-        path, body = self.client._prepare("ping", ping_token, fields)
-        return self._put("ping", path, body, is_up=status != "down")
+        fields = fields_given(status=status, reason=reason, group_key=group_key, metadata=metadata)
+        path, body = caller(self.client).prepare(PING, ping_token, fields)
+        return self._put(PING.name, path, body, is_up=status != "down")
 
     def alert(
         self,
@@ -184,15 +183,15 @@ class Outbox:
             BadRequestError: a field breaks a documented limit; nothing is queued.
             OpShiftError: the outbox is closed.
         """
-        fields = _given(
+        fields = fields_given(
             title=title,
             description=description,
             severity=severity,
             metadata=metadata,
             group_key=group_key,
         )
-        path, body = self.client._prepare("alert", webhook_url, fields)
-        return self._put("alert", path, body, is_up=False)
+        path, body = caller(self.client).prepare(ALERT, webhook_url, fields)
+        return self._put(ALERT.name, path, body, is_up=False)
 
     def _put(self, kind: str, path: str, body: bytes, *, is_up: bool) -> int:
         store = self._store
@@ -522,15 +521,16 @@ class Outbox:
                     if not kept:  # the lease ran out and another sender took over
                         return True
                 try:
-                    self._sender_for(deadline)._send(item.destination, item.body)
+                    caller(self.client).send_once(
+                        item.destination, item.body, self._send_timeout(deadline)
+                    )
                 except Exception as error:
                     if isinstance(error, OpShiftError) and _final(error):
                         done.append(item.id)
                         rejected.append((item, error))
                         continue
                     failures += 1
-                    exponent = min(failures - 1, _MAX_EXPONENT)
-                    wait = self._jitter() * min(self._backoff_max, self._backoff * 2.0**exponent)
+                    wait = backoff_wait(failures, self._backoff, self._backoff_max, self._jitter())
                     next_attempt = self._clock() + wait
                     backing_off = True
                     self._count("retried")
@@ -560,14 +560,12 @@ class Outbox:
             except sqlite3.Error as exc:  # the lease runs out by itself; items are re-sent
                 self._store_failed(exc)
 
-    def _sender_for(self, deadline: float | None) -> OpShift:
-        """The one-attempt client, its timeout cut to what is left of a flush's deadline."""
-        sender = self._sender
+    def _send_timeout(self, deadline: float | None) -> float:
+        """One attempt's timeout: the client's, cut to what is left of a flush's deadline."""
+        timeout = self.client.timeout
         if deadline is not None:
-            left = deadline - time.monotonic()
-            if left < sender.timeout:
-                return sender.with_options(timeout=max(left, 0.001))
-        return sender
+            timeout = min(timeout, max(deadline - time.monotonic(), 0.001))
+        return timeout
 
     def _jitter(self) -> float:
         if self._random is None:
