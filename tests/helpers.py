@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Protocol, Union
 
-from opshift import KeepAliveTransport, OpShift, Outbox, UrllibTransport
+import pytest
+
+from opshift import KeepAliveTransport, NetworkError, OpShift, OpShiftError, Outbox, UrllibTransport
 from opshift.testing import FakeTransport, OpShiftServer
+
+from . import faultserver as fs
 
 # A throwaway team secret for tests; the known-answer signatures in the tests are for it.
 SECRET = "bb2801ab17ca54c2510b88c35683e6571b90dcaf8a8bfcbd3f25b8c07fc0dd1c"
@@ -97,3 +103,57 @@ class Env:
             self.opened.append(transport)
             return OpShift(secret, base_url=self.backend.url, transport=transport, **options)
         return OpShift(secret, transport=self.backend, **options)
+
+
+# -- the wire tests' shared code: a raw-socket server misbehaves on cue ----------------------
+
+OK = fs.json_response(200, PING_OK)
+# Generous margin over the call's timeout: proves "bounded", without timing flakiness.
+SLACK = 3.0
+HTML_502 = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
+HEAD_100 = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+
+
+class MakeClient(Protocol):
+    """Makes a client on the transport under test (the ``make_client`` fixture)."""
+
+    def __call__(
+        self, base_url: str, *, timeout: float = ..., max_retries: int = ...
+    ) -> OpShift: ...
+
+
+def run(
+    make_client: MakeClient,
+    behaviours: Sequence[fs.Behaviour],
+    timeout: float = 30.0,
+    max_retries: int = 2,
+) -> tuple[OpShiftError, float, fs.FaultServer]:
+    """Ping a FaultServer; return the error raised, the elapsed seconds and the server."""
+    with fs.FaultServer(behaviours) as server:
+        client = make_client(server.url, timeout=timeout, max_retries=max_retries)
+        started = time.monotonic()
+        with pytest.raises(OpShiftError) as caught:
+            client.ping("w", status="down", reason="fault")
+        elapsed = time.monotonic() - started
+    return caught.value, elapsed, server
+
+
+def malformed(raw: bytes) -> NetworkError:
+    """The error a ping gets when the server answers ``raw``; asserts it is a malformed one."""
+    with fs.FaultServer([fs.respond(raw)]) as server:
+        client = OpShift(SECRET, base_url=server.url, max_retries=0)
+        with pytest.raises(OpShiftError) as caught:
+            client.ping("w")
+    assert type(caught.value) is NetworkError, repr(caught.value)
+    assert "malformed or truncated HTTP response" in str(caught.value)
+    return caught.value
+
+
+def chunked(*parts: bytes, size: bytes = b"%x") -> bytes:
+    """A chunked body of these parts, each size written with ``size``, then the last chunk."""
+    sizes = [size % len(part) if b"%" in size else size for part in parts]
+    return b"".join(s + b"\r\n" + p + b"\r\n" for s, p in zip(sizes, parts)) + b"0\r\n\r\n"
+
+
+CHUNKED_OK = CHUNKED + b"\r\n" + chunked(PING_OK[:30], PING_OK[30:])

@@ -30,14 +30,12 @@ from .errors import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from ._keepalive_transport import KeepAliveTransport
-    from ._urllib_transport import UrllibTransport
     from .async_client import AsyncOpShift
     from .handler import AlertHandler
     from .heartbeat import Heartbeat
     from .monitor import JobMonitor
     from .outbox import Outbox, OutboxStats
-    from .transport import Transport
+    from .transport import KeepAliveTransport, Transport, UrllibTransport
     from .types import (
         AlertResponse,
         AlertStatus,
@@ -96,9 +94,9 @@ _LAZY = {
     "JobMonitor": "monitor",
     "Outbox": "outbox",
     "OutboxStats": "outbox",
-    "KeepAliveTransport": "_keepalive_transport",
+    "KeepAliveTransport": "transport",
     "Transport": "transport",
-    "UrllibTransport": "_urllib_transport",
+    "UrllibTransport": "transport",
     "AlertResponse": "types",
     "AlertStatus": "types",
     "Metadata": "types",

@@ -150,7 +150,7 @@ def _call_transport(
     except OpShiftError:
         raise
     except Exception as exc:
-        from .transport import translate_exception
+        from .transport._errors import translate_exception
 
         raise translate_exception(exc, url, timeout) from exc
     if (

@@ -7,6 +7,7 @@ import time
 
 from . import _log, _validation
 from ._call import ALERT, PING, Caller, fields_given
+from ._config import DEFAULT_BASE_URL, check_base_url, check_secret, disabled_by_environment
 from ._retry import RetryPolicy
 from ._signing import Signer
 from .errors import ConfigurationError, OpShiftError
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BASE_URL", "OpShift", "caller"]
 
-DEFAULT_BASE_URL = "https://www.opshift.io"
-_HEX = frozenset("0123456789abcdefABCDEF")
 _MAX_RETRIES = 2  # the defaults of max_retries and retry_backoff, when neither is given
 _RETRY_BACKOFF = 0.5
 
@@ -69,11 +68,11 @@ class OpShift:
     ) -> None:
         if not isinstance(enabled, bool):
             raise ConfigurationError(f"enabled must be True or False (got {enabled!r:.40}).")
-        by_environment = enabled and _disabled_by_environment()
+        by_environment = enabled and disabled_by_environment()
         enabled = enabled and not by_environment
         # Disabled, nothing is signed: a placeholder secret in CI must not fail start-up.
-        signer = Signer(_check_secret(secret)) if enabled else None
-        base_url = _check_base_url(
+        signer = Signer(check_secret(secret)) if enabled else None
+        base_url = check_base_url(
             base_url if base_url is not None else os.environ.get("OPSHIFT_BASE_URL")
         )
         if retry_policy is None:
@@ -360,83 +359,9 @@ def caller(client: OpShift) -> Caller:
     return client._caller
 
 
-def _check_secret(secret: str | None) -> str:
-    where = ""
-    if secret is None:
-        secret = os.environ.get("OPSHIFT_SECRET")
-        where = " in OPSHIFT_SECRET"
-    if not secret:
-        raise ConfigurationError(
-            "No OpShift secret: pass OpShift(secret=...) or set OPSHIFT_SECRET to the team's "
-            "webhook secret (Settings > Webhook Secret)."
-        )
-    if not isinstance(secret, str):
-        raise ConfigurationError(
-            f"The secret must be a str (the 64-character hex text), not {type(secret).__name__}."
-        )
-    if len(secret) == 64 and _HEX.issuperset(secret):
-        return secret
-    stripped = secret.strip()
-    if len(stripped) == 64 and _HEX.issuperset(stripped):
-        raise ConfigurationError(
-            f"The secret{where} has surrounding whitespace (often a trailing newline from a "
-            "secrets file); strip it, e.g. OpShift(secret=value.strip())."
-        )
-    raise ConfigurationError(
-        f"The secret{where} must be the 64 hex characters shown in Settings > Webhook Secret; "
-        f"this one has {len(secret)} characters"
-        + ("" if _HEX.issuperset(secret) else ", not all of them hex digits")
-        + "."
-    )
-
-
-def _check_base_url(base_url: str | None) -> str:
-    if base_url is None or base_url == "":
-        return DEFAULT_BASE_URL
-    if not isinstance(base_url, str):
-        raise ConfigurationError(f"base_url must be a str, not {type(base_url).__name__}.")
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(base_url)
-        valid = parts.port is None or parts.port > 0  # .port raises ValueError when malformed
-    except ValueError:
-        valid = False
-    if not valid or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"base_url must be an http(s) URL with a host, like {DEFAULT_BASE_URL} "
-            f"(got {base_url!r:.80})."
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("base_url must not contain credentials; OpShift uses the secret.")
-    if (
-        parts.query
-        or parts.fragment
-        or any(c.isspace() or c < " " or c == "\x7f" for c in base_url)
-    ):
-        raise ConfigurationError(
-            "base_url must not contain a query, fragment, spaces or control characters "
-            f"(got {base_url!r:.80})."
-        )
-    return base_url.rstrip("/")
-
-
 _DISABLED_REASON = (
     "The OpShift SDK is disabled (enabled=False or OPSHIFT_DISABLED); nothing was sent."
 )
-
-
-def _disabled_by_environment() -> bool:
-    """True when OPSHIFT_DISABLED says 1, true or yes; raise for a value that is neither."""
-    value = os.environ.get("OPSHIFT_DISABLED", "").strip().lower()
-    if value in ("1", "true", "yes"):
-        return True
-    if value in ("", "0", "false", "no"):
-        return False
-    raise ConfigurationError(
-        f"OPSHIFT_DISABLED must be 1, true or yes to disable OpShift, or 0, false, no or "
-        f"empty to enable it (got {value!r:.20})."
-    )
 
 
 def _disabled_ping(ping_token: str, status: PingStatus | None) -> PingResponse:

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from ._model import Model, _Backend
+from ._model import Backend, Model
 
 Responder = Callable[[str, bytes, Mapping[str, str]], tuple[int, bytes]]
 
 
-class FakeTransport(_Backend):
+class FakeTransport(Backend):
     """A transport that answers like OpShift in memory and records every request.
 
     Pass it as ``OpShift(secret, transport=FakeTransport(secret))``. Signatures are

@@ -400,7 +400,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-class _Backend:
+class Backend:
     """The controls OpShiftServer and FakeTransport share: set up state, read what arrived."""
 
     def __init__(self, model: Model) -> None:

@@ -10,12 +10,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from ._model import Model, _Backend
+from ._model import Backend, Model
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
 
-class OpShiftServer(_Backend):
+class OpShiftServer(Backend):
     """A local OpShift-compatible HTTP server on a free port, run in a background thread.
 
     It checks signatures (also ``previous_secret``, as during rotation), keeps monitors and

@@ -6,20 +6,21 @@ import os
 import time
 from collections.abc import Mapping
 
-from . import _validation
-from .errors import ConfigurationError, OpShiftError
-from .transport import check_ssl_context, proxy_settings, read_answer, translate_exception
+from .. import _validation
+from ..errors import ConfigurationError, OpShiftError
+from ._base import check_request, check_ssl_context, read_answer
+from ._errors import translate_exception
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
     import ssl
     from typing import Optional
 
-    from ._http import HTTPConnection
+    from ._connection import HTTPConnection
 
     _Key = tuple[str, bool, Optional[str]]  # a pool: (address, tls, tunnel)
 
-__all__ = ["KeepAliveTransport"]
+__all__ = ["KeepAliveTransport", "idle_connections"]
 
 
 class KeepAliveTransport:
@@ -79,12 +80,10 @@ class KeepAliveTransport:
     def __call__(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> tuple[int, bytes]:
-        from . import _http
-
         deadline = time.monotonic() + timeout
         if os.getpid() != self._pid:
             self._forget_after_fork()
-        _http.check_request(url, headers, body)
+        check_request(url, headers, body)
         try:
             route = self._routes.get(url) or self._route(url)
         except OpShiftError:
@@ -130,14 +129,15 @@ class KeepAliveTransport:
 
     def _connect(self, route: _Route, deadline: float) -> HTTPConnection:
         """A new connection for the route, connected (and tunnelled) by the deadline."""
-        from . import _http
+        from ._connection import HTTPConnection, HTTPSConnection
+        from ._socket import default_context
 
         conn: HTTPConnection
         if route.tls:
-            context = self._ssl_context or _http.default_context()
-            conn = _http.HTTPSConnection(route.address, deadline=deadline, context=context)
+            context = self._ssl_context or default_context()
+            conn = HTTPSConnection(route.address, deadline=deadline, context=context)
         else:
-            conn = _http.HTTPConnection(route.address, deadline=deadline)
+            conn = HTTPConnection(route.address, deadline=deadline)
         if route.tunnel is not None:
             conn.set_tunnel(route.tunnel, headers=dict(route.tunnel_headers))
         conn.connect()
@@ -145,8 +145,9 @@ class KeepAliveTransport:
 
     def _route(self, url: str) -> _Route:
         """Where a URL goes, as urllib would send it; computed once per URL."""
-        import urllib.request
         from urllib.parse import unquote, urlsplit
+
+        from ._proxy import parse_proxy, proxy_bypass, proxy_settings
 
         parts = urlsplit(url)
         scheme, netloc = parts.scheme, parts.netloc
@@ -161,14 +162,12 @@ class KeepAliveTransport:
         if proxies is None:
             proxies = self._proxies = proxy_settings()
         proxy_url = proxies.get(scheme)
-        if not proxy_url or urllib.request.proxy_bypass(unquote(netloc)):
+        if not proxy_url or proxy_bypass(netloc):
             route = _Route(netloc, tls=scheme == "https", target=target)
         else:
             # urllib's own parsing, so both transports reach the same proxy: a proxy URL
             # without a port means the target scheme's default port there (443 or 80).
-            kind, user, password, hostport = urllib.request._parse_proxy(  # type: ignore[attr-defined]
-                proxy_url
-            )
+            kind, user, password, hostport = parse_proxy(proxy_url)
             hostport = unquote(hostport)
             authorization = ""
             if user and password:
@@ -286,6 +285,15 @@ class KeepAliveTransport:
             f"KeepAliveTransport(max_idle_connections={self._max_idle}, "
             f"max_idle_seconds={self._max_idle_seconds:g})"
         )
+
+
+def idle_connections(transport: KeepAliveTransport) -> list[HTTPConnection]:
+    """The connections ``transport`` keeps idle now, every destination's, oldest first.
+
+    This module's seam for tests and diagnostics; the pool itself stays private.
+    """
+    with transport._lock:
+        return [conn for pool in transport._idle.values() for conn in pool]
 
 
 class _Route:

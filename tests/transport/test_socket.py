@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from opshift._deadline import DeadlineSocket, peer_closed, unread
+from opshift.transport._socket import DeadlineSocket, peer_closed, unread
 
 
 def _pair() -> tuple[DeadlineSocket, socket.socket]:

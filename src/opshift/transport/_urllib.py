@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from .errors import OpShiftError
-from .transport import check_ssl_context, proxy_settings, read_answer, translate_exception
+from ..errors import OpShiftError
+from ._base import check_request, check_ssl_context, read_answer
+from ._errors import translate_exception
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
@@ -47,10 +48,8 @@ class UrllibTransport:
     ) -> tuple[int, bytes]:
         import urllib.request
 
-        from . import _http
-
         deadline = time.monotonic() + timeout
-        _http.check_request(url, headers, body)
+        check_request(url, headers, body)
         opener = self._opener or self._build_opener()
         request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
         request.opshift_deadline = deadline  # type: ignore[attr-defined]
@@ -58,7 +57,9 @@ class UrllibTransport:
             with opener.open(request, timeout=timeout) as response:
                 proxy = None
                 if request.has_proxy():  # plain http through a proxy: the 407 would be its
-                    proxy = _http.proxy_name(request.host, 443 if request.type == "https" else 80)
+                    from ._proxy import proxy_name
+
+                    proxy = proxy_name(request.host, 443 if request.type == "https" else 80)
                 return read_answer(response, proxy)
         except OpShiftError:
             raise
@@ -74,12 +75,14 @@ class UrllibTransport:
         """
         import urllib.request
 
-        from . import _http
+        from ._connection import HTTPConnection, HTTPSConnection
+        from ._proxy import proxy_settings
+        from ._socket import default_context
 
         transport = self
         # do_open passes our keywords through; typeshed's protocol does not list them.
-        connection: Any = _http.HTTPConnection
-        tls_connection: Any = _http.HTTPSConnection
+        connection: Any = HTTPConnection
+        tls_connection: Any = HTTPSConnection
 
         class HTTPHandler(urllib.request.HTTPHandler):
             def http_open(self, req: urllib.request.Request) -> Any:
@@ -93,7 +96,7 @@ class UrllibTransport:
 
             def https_open(self, req: urllib.request.Request) -> Any:
                 deadline = req.opshift_deadline  # type: ignore[attr-defined]
-                context = transport._ssl_context or _http.default_context()
+                context = transport._ssl_context or default_context()
                 return self.do_open(tls_connection, req, deadline=deadline, context=context)
 
         opener = urllib.request.OpenerDirector()

@@ -15,9 +15,11 @@ import pytest
 
 from opshift import ConfigurationError, KeepAliveTransport, NetworkError, OpShift, UrllibTransport
 from opshift.testing import OpShiftServer
+from opshift.transport._connection import HTTPConnection
+from opshift.transport._keepalive import idle_connections
 
-from . import faultserver as fs
-from .helpers import PING_OK, SECRET, Certificate
+from .. import faultserver as fs
+from ..helpers import PING_OK, SECRET, Certificate
 
 
 def ping_twice(behaviours: list[fs.Behaviour], max_idle_seconds: float = 0.0) -> fs.FaultServer:
@@ -87,8 +89,6 @@ def test_a_request_written_to_a_dying_connection_is_never_resent_by_the_transpor
 
 def test_the_one_resend_opens_a_brand_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     """A write that fails on a pooled connection is re-sent on a new one, never a pooled one."""
-    from opshift import _http
-
     both_open = threading.Barrier(2)
 
     def answer_twice_at_once(conn: socket.socket, server: fs.FaultServer) -> bool:
@@ -97,9 +97,9 @@ def test_the_one_resend_opens_a_brand_new_connection(monkeypatch: pytest.MonkeyP
         conn.sendall(fs.answer(PING_OK))
         return True
 
-    real_post = _http.HTTPConnection.post
+    real_post = HTTPConnection.post
 
-    def post(self: _http.HTTPConnection, target: str, headers: Any, body: bytes) -> None:
+    def post(self: HTTPConnection, target: str, headers: Any, body: bytes) -> None:
         if self.idle_until:  # a pooled connection: as if the server closed it just now
             raise BrokenPipeError(32, "Broken pipe")
         real_post(self, target, headers, body)
@@ -114,8 +114,8 @@ def test_the_one_resend_opens_a_brand_new_connection(monkeypatch: pytest.MonkeyP
             thread.start()
         for thread in threads:
             thread.join()
-        assert sum(len(idle) for idle in transport._idle.values()) == 2
-        monkeypatch.setattr(_http.HTTPConnection, "post", post)
+        assert len(idle_connections(transport)) == 2
+        monkeypatch.setattr(HTTPConnection, "post", post)
         assert client.ping("w")["pingStatus"] == "up"
     assert len(server.requests) == 3  # two calls, then the re-send; the failed write sent nothing
     assert server.connections == 3  # the re-send's connection is new
@@ -234,9 +234,9 @@ def test_pool_is_capped_and_threads_own_their_connections(server: OpShiftServer)
     assert errors == []
     assert len(server.requests) == 18
     assert all(r.signature_valid for r in server.requests)
-    assert sum(len(idle) for idle in transport._idle.values()) <= 2
+    assert len(idle_connections(transport)) <= 2
     transport.close()
-    assert transport._idle == {}
+    assert idle_connections(transport) == []
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -337,7 +337,7 @@ def test_a_204_announcing_a_body_is_not_reused() -> None:
     no_content = fs.respond(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", keep_open=True)
     with fs.FaultServer([no_content]) as server, KeepAliveTransport() as transport:
         assert transport(server.url + "/api/ping/w", b"", {}, 5)[0] == 204
-        assert transport._idle == {} or not any(transport._idle.values())
+        assert idle_connections(transport) == []
 
 
 def test_connection_close_in_a_second_field_is_honoured() -> None:
@@ -351,7 +351,7 @@ def test_connection_close_in_a_second_field_is_honoured() -> None:
         KeepAliveTransport() as transport,
     ):
         assert transport(server.url + "/api/ping/w", b"", {}, 5)[0] == 200
-        assert not any(transport._idle.values())
+        assert idle_connections(transport) == []
 
 
 @pytest.mark.parametrize(("timeout", "kept"), [("1", False), ("5", True)])
@@ -366,7 +366,7 @@ def test_the_servers_keep_alive_timeout_is_honoured(timeout: str, kept: bool) ->
         KeepAliveTransport() as transport,
     ):
         transport(server.url + "/api/ping/w", b"", {}, 5)
-        idle = [conn for conns in transport._idle.values() for conn in conns]
+        idle = idle_connections(transport)
         assert bool(idle) is kept
         if kept:
             left = idle[0].idle_until - time.monotonic()
@@ -390,26 +390,26 @@ def test_a_socks_proxy_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> No
         KeepAliveTransport()("http://opshift.example/api/ping/w", b"", {}, 5.0)
 
 
-def test_idle_connections_past_their_time_are_closed_at_checkin() -> None:
-    """Returning a connection also closes the pool's older ones whose idle time is up."""
+def test_idle_connections_past_their_time_are_closed_not_reused() -> None:
+    """A pooled connection whose idle time is up is closed when next looked at, not reused."""
     with fs.FaultServer([fs.keep_alive_ok(PING_OK)]) as server:
         transport = KeepAliveTransport(max_idle_seconds=30)
         url = server.url + "/api/ping/w"
         transport(url, b"", {}, 5.0)
-        (old,) = [conn for conns in transport._idle.values() for conn in conns]
+        (old,) = idle_connections(transport)
         old.idle_until = time.monotonic() - 1  # its time is up
-        checked_out = transport._checkout(next(iter(transport._idle)))
-        assert checked_out is None  # expired: closed instead of reused
         transport(url, b"", {}, 5.0)
+        assert old.sock is None  # expired: closed instead of reused
         assert server.connections == 2
+        assert idle_connections(transport) != [old]
         transport.close()
 
 
-def test_the_transport_module_names_both_transports_lazily() -> None:
+def test_the_transport_package_names_both_transports() -> None:
     """`from opshift.transport import KeepAliveTransport` works; unknown names do not."""
     import opshift.transport
 
     assert opshift.transport.KeepAliveTransport is KeepAliveTransport
     assert opshift.transport.UrllibTransport is UrllibTransport
     with pytest.raises(AttributeError, match="NoSuchTransport"):
-        opshift.transport.NoSuchTransport  # noqa: B018
+        opshift.transport.NoSuchTransport  # type: ignore[attr-defined]  # noqa: B018

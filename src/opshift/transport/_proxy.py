@@ -1,0 +1,75 @@
+"""Proxies, as urllib finds and parses them, for both transports.
+
+``proxy_settings`` reads HTTPS_PROXY / HTTP_PROXY / NO_PROXY as urllib does and checks
+each, so a bad one fails clearly (naming the variable, never the password);
+``parse_proxy`` is the one call of urllib's private ``_parse_proxy``, so both
+transports reach the same proxy.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from ..errors import ConfigurationError
+
+__all__ = ["parse_proxy", "proxy_bypass", "proxy_name", "proxy_settings"]
+
+
+def parse_proxy(value: str) -> tuple[str | None, str | None, str | None, str]:
+    """``(scheme, user, password, hostport)`` of a proxy URL, exactly as urllib's
+    ``ProxyHandler`` takes it apart (still percent-encoded).
+
+    The SDK's one call of urllib's private ``_parse_proxy``: checked against CPython
+    3.9-3.13, and tests/transport/test_stdlib_canary.py fails if it is gone or changes.
+
+    Raises:
+        ValueError: urllib cannot parse it.
+    """
+    import urllib.request
+
+    return urllib.request._parse_proxy(value)  # type: ignore[attr-defined,no-any-return]
+
+
+def proxy_settings() -> dict[str, str]:
+    """The proxies urllib would use (``getproxies()``), each checked so a bad one fails clearly.
+
+    Raises:
+        ConfigurationError: a proxy setting is not an ``http://[user:password@]host[:port]``
+            URL. The message names the variable, never its value, which may hold a password
+            (urllib's own error quotes the whole URL).
+    """
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    for scheme, value in proxies.items():
+        if scheme == "no":
+            continue
+        try:
+            hostport = parse_proxy(value)[3]
+            _, colon, port = hostport.rpartition(":")
+            valid = bool(hostport) and (not colon or "]" in port or port.isdigit())
+            valid = valid and hostport.isprintable() and " " not in hostport
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ConfigurationError(
+                f"The {scheme} proxy setting ({scheme.upper()}_PROXY) is not a proxy URL like "
+                "http://user:password@proxy.example:3128; fix or unset it. Nothing was sent."
+            )
+    return proxies
+
+
+def proxy_bypass(netloc: str) -> bool:
+    """True if NO_PROXY (or the platform's settings) says ``netloc`` goes direct."""
+    import urllib.request
+
+    return bool(urllib.request.proxy_bypass(unquote(netloc)))
+
+
+def proxy_name(hostport: str, default_port: int) -> str:
+    """``host:port`` of a proxy as urllib keeps it: ``host``, ``host:port`` or ``[v6]:port``."""
+    hostport = hostport.rstrip(":")  # "proxy:" means the default port, as in http.client
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        host, port = hostport, str(default_port)
+    return f"{host}:{port}"
