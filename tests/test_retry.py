@@ -14,9 +14,10 @@ from opshift import (
     RetryPolicy,
     ServerError,
 )
+from opshift._retry import backoff_wait
 from opshift.testing import FakeTransport
 
-from .helpers import SECRET
+from .helpers import SECRET, refused_url
 
 
 def _error(status: int) -> OpShiftError:
@@ -60,6 +61,35 @@ def test_backoff_is_capped() -> None:
     """The doubling stops at backoff_max."""
     policy = RetryPolicy(max_retries=20, backoff=0.5, backoff_max=8.0, random=lambda: 1.0)
     assert policy.delay(_error(503), 15, 1000.0, 1000.0) == 8.0
+
+
+@pytest.mark.parametrize(
+    ("failures", "base", "cap", "jitter", "expected"),
+    [
+        pytest.param(1, 0.5, 8.0, 1.0, 0.5, id="first-wait-is-the-base"),
+        pytest.param(2, 0.5, 8.0, 1.0, 1.0, id="doubles"),
+        pytest.param(3, 0.5, 8.0, 0.5, 1.0, id="times-the-jitter"),
+        pytest.param(5, 0.5, 8.0, 1.0, 8.0, id="reaches-the-cap"),
+        pytest.param(40, 0.5, 8.0, 1.0, 8.0, id="stays-at-the-cap"),
+        pytest.param(2000, 0.0, 8.0, 1.0, 0.0, id="zero-base-after-2000-failures"),
+        pytest.param(10**6, 1.0, 60.0, 0.999, 59.94, id="a-million-failures"),
+        pytest.param(1, 1.0, 60.0, 0.0, 0.0, id="jitter-bottom"),
+        pytest.param(0, 1.0, 60.0, 1.0, 1.0, id="no-failure-yet-is-the-base"),
+    ],
+)
+def test_backoff_wait_is_one_capped_formula(
+    failures: int, base: float, cap: float, jitter: float, expected: float
+) -> None:
+    """The client's retries and the outbox's deliveries wait by this one table, any count."""
+    assert backoff_wait(failures, base, cap, jitter) == pytest.approx(expected)
+
+
+def test_two_thousand_retries_with_zero_backoff_raise_only_opshift_errors() -> None:
+    """A policy of 2000 retries on a refused port ends in NetworkError, never OverflowError."""
+    policy = RetryPolicy(max_retries=2000, backoff=0, sleep=lambda _: None)
+    client = OpShift(SECRET, base_url=refused_url(), retry_policy=policy)
+    with pytest.raises(NetworkError, match="refused"):
+        client.ping("w")
 
 
 def test_policy_is_frozen_and_replace_makes_a_copy() -> None:
