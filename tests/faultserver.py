@@ -16,60 +16,30 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Callable
 
+from .listener import ThreadedListener
+
 Behaviour = Callable[[socket.socket, "FaultServer"], "bool | None"]
 
 
-class FaultServer:
+class FaultServer(ThreadedListener):
     """Serve behaviours in order, one per request; the last one repeats."""
 
     def __init__(self, behaviours: Sequence[Behaviour]) -> None:
+        super().__init__()
         self.behaviours = list(behaviours)
         self.requests: list[bytes] = []
-        self.connections = 0
         self.sent = 0  # body bytes a flooding behaviour managed to send
         self._served: dict[socket.socket, int] = {}
         self.closed = 0  # connections this server has closed (or seen closed)
         self._closed_changed = threading.Condition()
-        self._conns: list[socket.socket] = []
-        self.stop = threading.Event()
         self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self._port = int(self._listener.getsockname()[1])
-        self._threads: list[threading.Thread] = []
-        self._accepter = threading.Thread(target=self._accept_loop, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
 
     def __enter__(self) -> FaultServer:
-        self._accepter.start()
-        return self
+        return super().__enter__()  # type: ignore[no-any-return]
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        wake(self._port)
-        self._accepter.join()
-        close_all(self._conns)  # a kept-alive connection must not hold the test for seconds
-        for thread in self._threads:
-            thread.join()
-        self._listener.close()
-
-    def _accept_loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            if self.stop.is_set():
-                conn.close()  # the wake-up call from __exit__
-                break
-            self.connections += 1
-            self._conns.append(conn)
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+    def handle(self, conn: socket.socket) -> None:
+        """Read each request on ``conn`` and answer it with the next behaviour."""
+        self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -221,53 +191,24 @@ def flood(head: bytes, chunk: bytes = b"[" * 65536, total: int = 64 * 1024 * 102
 endless = flood(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n")
 
 
-class DripRelay:
+class DripRelay(ThreadedListener):
     """A TCP relay to ``upstream`` that passes the client's bytes at once and drips the
     upstream's back one byte every ``interval`` seconds (a slow TLS handshake, say)."""
 
     def __init__(self, upstream: tuple[str, int], interval: float) -> None:
+        super().__init__()
         self.upstream = upstream
         self.interval = interval
-        self.stop = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self._port = int(self._listener.getsockname()[1])
-        self._accepter = threading.Thread(target=self._accept_loop, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._port
 
     def __enter__(self) -> DripRelay:
-        self._accepter.start()
-        return self
+        return super().__enter__()  # type: ignore[no-any-return]
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop.set()
-        wake(self._port)
-        self._accepter.join()
-        close_all(self._sockets)
-        for thread in self._threads:
-            thread.join()
-        self._listener.close()
-
-    def _accept_loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except (socket.timeout, OSError):
-                continue
-            if self.stop.is_set():
-                client.close()
-                break
-            upstream = socket.create_connection(self.upstream, timeout=5)
-            self._sockets += [client, upstream]
-            for args in ((client, upstream, 0.0), (upstream, client, self.interval)):
-                thread = threading.Thread(target=self._pump, args=args, daemon=True)
-                self._threads.append(thread)
-                thread.start()
+    def on_accept(self, conn: socket.socket) -> None:
+        """Open the upstream connection and pump both ways, one thread each."""
+        upstream = socket.create_connection(self.upstream, timeout=5)
+        self.track(upstream)
+        self.spawn(self._pump, conn, upstream, 0.0)
+        self.spawn(self._pump, upstream, conn, self.interval)
 
     def _pump(self, src: socket.socket, dst: socket.socket, interval: float) -> None:
         with contextlib.suppress(OSError):
@@ -282,20 +223,6 @@ class DripRelay:
                     dst.sendall(data[i : i + 1])
                     if self.stop.wait(interval):
                         return
-
-
-def wake(port: int) -> None:
-    """Connect to our own listener, so a thread blocked in accept() sees the stop at once."""
-    with contextlib.suppress(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-
-
-def close_all(sockets: list[socket.socket]) -> None:
-    """Shut down and close sockets that threads may still block on, so the threads end now."""
-    for sock in sockets:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
 
 
 @contextlib.contextmanager

@@ -12,55 +12,25 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
-from .faultserver import close_all, wake
+from .listener import ThreadedListener
 
 
-class ProxyServer:
+class ProxyServer(ThreadedListener):
     """Records the request line, Proxy-Authorization and head of everything it receives."""
 
     def __init__(self, answer: bytes | None = None, drip: float = 0.0) -> None:
+        super().__init__()
         self.answer = answer
         self.drip = drip
         self.seen: list[tuple[str, str | None]] = []
         self.heads: list[str] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self._port = int(self._listener.getsockname()[1])
-        self._stop = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._accepter = threading.Thread(target=self._accept_loop, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
 
     def __enter__(self) -> ProxyServer:
-        self._accepter.start()
-        return self
+        return super().__enter__()  # type: ignore[no-any-return]
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        wake(self._port)
-        self._accepter.join()
-        close_all(self._sockets)
-        for thread in self._threads:
-            thread.join()
-        self._listener.close()
-
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                continue
-            if self._stop.is_set():
-                client.close()  # the wake-up call from __exit__
-                break
-            self._sockets.append(client)
-            thread = threading.Thread(target=self._handle, args=(client,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+    def handle(self, conn: socket.socket) -> None:
+        """Answer, forward or tunnel one client connection."""
+        self._handle(conn)
 
     def _handle(self, client: socket.socket) -> None:
         with client, contextlib.suppress(OSError):
@@ -92,7 +62,7 @@ class ProxyServer:
                 kept = [ln for ln in lines[1:] if not ln.lower().startswith("proxy-")]
                 request = "\r\n".join([f"{method} {path} HTTP/1.1", *kept]).encode() + b"\r\n\r\n"
                 upstream.sendall(request + rest)
-            self._sockets.append(upstream)
+            self.track(upstream)
             with upstream:
                 self._pipe(client, upstream)
 
@@ -103,7 +73,7 @@ class ProxyServer:
             return
         for i in range(len(answer)):
             client.sendall(answer[i : i + 1])
-            if self._stop.wait(self.drip):
+            if self.stop.wait(self.drip):
                 return
 
     def _pipe(self, a: socket.socket, b: socket.socket) -> None:

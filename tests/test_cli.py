@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -15,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from opshift.cli import main
+from opshift.cli import build_parser, main
+from opshift.cli._outbox import format_age
+from opshift.cli._parser import Choices
 from opshift.testing import OpShiftServer
 
 from .helpers import SECRET, refused_url
@@ -398,9 +401,7 @@ def test_outbox_listing_refuses_a_file_that_is_not_an_outbox(
 )
 def test_outbox_ages_read_at_a_glance(seconds: float, shown: str) -> None:
     """The oldest item's age is shown in the largest units that fit."""
-    from opshift.cli import _age
-
-    assert _age(seconds) == shown
+    assert format_age(seconds) == shown
 
 
 def test_run_permission_denied(server: OpShiftServer, tmp_path: Path) -> None:
@@ -436,3 +437,16 @@ def test_demo_says_when_opshift_is_disabled(cli: InProcess) -> None:
     assert done.returncode == 0
     assert "OpShift is disabled" in done.stderr
     assert done.stdout == ""
+
+
+def test_the_cli_metavars_list_the_enum_values_it_accepts() -> None:
+    """The CLI names --status and --severity values in its metavars; they match types.py."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    for command in commands.choices.values():
+        for action in command._actions:
+            if isinstance(action.choices, Choices):
+                assert action.metavar == "{" + ",".join(action.choices) + "}"
+                checked += 1
+    assert checked == 2

@@ -1,10 +1,17 @@
-"""`import opshift` stays light: the network, TLS, email, asyncio and logging load on use."""
+"""Import-cost probes, all in one place: `import opshift`, building a client or a transport,
+and the CLI's first call load only what they need; the network, TLS, email, asyncio,
+logging, typing and pytest load on use."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
+
+from .helpers import SECRET
 
 HEAVY = [
     "urllib.request",
@@ -76,3 +83,54 @@ def test_a_first_ping_does_not_import_logging_handlers() -> None:
         "opshift.OpShift('ab' * 32, transport=FakeTransport('ab' * 32)).ping('w')\n"
     )
     assert "logging.handlers" not in added
+
+
+def test_building_a_client_loads_no_tls_and_no_urllib() -> None:
+    """OpShift() and both transports build without I/O: no ssl, urllib.request or http.client."""
+    probe = (
+        "import json, sys\n"
+        "import opshift\n"
+        "opshift.OpShift('ab' * 32)\n"
+        "opshift.OpShift('ab' * 32, base_url='http://127.0.0.1:9')\n"
+        "opshift.UrllibTransport()\n"
+        "opshift.KeepAliveTransport().close()\n"
+        "heavy = ('ssl', '_ssl', 'urllib.request', 'http.client', 'email')\n"
+        "print(json.dumps([name for name in heavy if name in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_the_cli_builds_its_parser_and_client_without_typing() -> None:
+    """`opshift alert ...` reaches its first call without importing typing (a cron job's 2 ms)."""
+    probe = (
+        "import json, sys\n"
+        "preloaded = 'typing' in sys.modules\n"
+        "from opshift.cli import _commands, build_parser\n"
+        "args = build_parser().parse_args(\n"
+        "    ['alert', 'deploy', '--title', 't', '--quiet', '--base-url', 'http://127.0.0.1:9']\n"
+        ")\n"
+        "_commands.client_from(args)\n"
+        "print(json.dumps([preloaded, 'typing' in sys.modules]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSHIFT_")}
+    env["OPSHIFT_SECRET"] = SECRET
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    )
+    preloaded, loaded = json.loads(out.stdout)
+    if preloaded:
+        pytest.skip("this interpreter imports typing at start-up (a .pth file)")
+    assert not loaded
+
+
+def test_import_opshift_never_imports_pytest() -> None:
+    """`import opshift`, `opshift.testing` and `opshift.AlertHandler` leave pytest unloaded."""
+    code = (
+        "import json, sys\n"
+        "import opshift, opshift.testing\n"
+        "opshift.AlertHandler, opshift.Outbox\n"
+        "print(json.dumps(sorted(m for m in sys.modules if 'pytest' in m)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []
