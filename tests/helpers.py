@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Union
+from typing import Any, Callable, Protocol, Union
 
 import pytest
 
-from opshift import KeepAliveTransport, NetworkError, OpShift, OpShiftError, Outbox, UrllibTransport
+from opshift import (
+    AlertHandler,
+    KeepAliveTransport,
+    NetworkError,
+    OpShift,
+    OpShiftError,
+    Outbox,
+    UrllibTransport,
+)
 from opshift.testing import FakeTransport, OpShiftServer
 
 from . import faultserver as fs
@@ -43,6 +54,57 @@ def user_env(env: dict[str, str]) -> dict[str, str]:
     """``env`` as a user's shell has it: pytest free to load the plugins that are installed."""
     drop = ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")
     return {name: value for name, value in env.items() if name not in drop}
+
+
+class Clock:
+    """Seconds that move only when told: inject as a clock (``Outbox(clock=)``, a handler's
+    or heartbeat's) so a test steps time instead of sleeping."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock by ``seconds`` (negative steps it back, as NTP may)."""
+        self.now += seconds
+
+
+def in_forked_child(work: Callable[[], bytes]) -> bytes:
+    """Run ``work`` in a forked child and return the bytes it reported to the parent.
+
+    The child leaves with ``os._exit`` (no pytest teardown, no atexit hooks, as a worker
+    process dies); an exception in it is reported as ``b"error: ..."``.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; coverage is not measured across fork
+        try:
+            report = work()
+        except BaseException as exc:
+            report = f"error: {type(exc).__name__}: {exc}".encode()
+        try:
+            os.write(write, report)
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65536):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    return b"".join(chunks)
+
+
+def fan_out(target: Callable[..., object], calls: Sequence[tuple[Any, ...]]) -> None:
+    """Run ``target(*args)`` for each ``args`` in ``calls`` on a thread each, all at once;
+    return when every thread has ended."""
+    threads = [threading.Thread(target=target, args=args) for args in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def one_pass(outbox: Outbox) -> bool:
@@ -157,3 +219,37 @@ def chunked(*parts: bytes, size: bytes = b"%x") -> bytes:
 
 
 CHUNKED_OK = CHUNKED + b"\r\n" + chunked(PING_OK[:30], PING_OK[30:])
+
+
+# -- the AlertHandler tests' rig -----------------------------------------------------------
+
+
+@dataclass
+class HandlerRig:
+    """A handler on its own logger, queuing on an outbox that a FakeTransport drains."""
+
+    handler: AlertHandler
+    fake: FakeTransport
+    clock: Clock
+    log: logging.Logger
+
+    def sent(self) -> list[Any]:
+        """Deliver what is queued; return the JSON bodies OpShift received so far."""
+        assert self.handler.outbox.flush(5) is True
+        return [r.json for r in self.fake.requests]
+
+
+MakeRig = Callable[..., HandlerRig]
+
+
+def quiet_logger(name: str) -> logging.Logger:
+    """A logger of its own that takes every level and passes nothing to its parents."""
+    log = logging.getLogger(name)
+    log.propagate = False
+    log.setLevel(1)
+    return log
+
+
+def app_alerts(server: OpShiftServer) -> list[Any]:
+    """The alert bodies the local OpShift received on the app-errors webhook."""
+    return [r.json for r in server.requests if r.path == "/api/alerts/trigger/app-errors"]

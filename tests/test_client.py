@@ -26,7 +26,15 @@ from opshift import (
 )
 from opshift.testing import OpShiftServer
 
-from .helpers import ALERT_EXAMPLE, OTHER_SECRET, PING_EXAMPLE, SECRET, Env, refused_url
+from .helpers import (
+    ALERT_EXAMPLE,
+    OTHER_SECRET,
+    PING_EXAMPLE,
+    SECRET,
+    Env,
+    fan_out,
+    refused_url,
+)
 
 
 def test_ping_sends_the_docs_example_byte_exact(env: Env) -> None:
@@ -421,11 +429,7 @@ def test_one_client_shared_by_threads(server: OpShiftServer) -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    fan_out(work, [(n,) for n in range(8)])
     assert errors == []
     assert results == ["up"] * 40
     assert len(server.requests) == 40

@@ -14,7 +14,7 @@ import pytest
 from opshift import BadRequestError, ConfigurationError, Heartbeat, OpShift, UrllibTransport
 from opshift.testing import FakeTransport, OpShiftServer
 
-from .helpers import SECRET
+from .helpers import SECRET, in_forked_child
 
 
 class FakeTime:
@@ -190,18 +190,13 @@ def test_forked_child_does_not_inherit_a_running_heartbeat() -> None:
     pinged = transport.pinged
     heartbeat = OpShift(SECRET, transport=transport).heartbeat("w", interval=3600)
     assert pinged.wait(10)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: report what it sees, then leave without running pytest's exit
+
+    def child() -> bytes:  # report what the child sees
         state = b"running" if heartbeat.running else b"stopped"
         stopped = heartbeat.stop(timeout=1)
-        os.write(write, state + (b",stop-ok" if stopped else b",stop-hung"))
-        os._exit(0)
-    os.close(write)
-    report = os.read(read, 100)
-    os.close(read)
-    os.waitpid(pid, 0)
-    assert report == b"stopped,stop-ok"
+        return state + (b",stop-ok" if stopped else b",stop-hung")
+
+    assert in_forked_child(child) == b"stopped,stop-ok"
     assert heartbeat.running  # the parent's heartbeat is untouched
     heartbeat.stop()
 

@@ -19,7 +19,7 @@ from opshift.transport._connection import HTTPConnection
 from opshift.transport._keepalive import idle_connections
 
 from .. import faultserver as fs
-from ..helpers import PING_OK, SECRET, Certificate
+from ..helpers import PING_OK, SECRET, Certificate, fan_out, in_forked_child
 
 
 def ping_twice(behaviours: list[fs.Behaviour], max_idle_seconds: float = 0.0) -> fs.FaultServer:
@@ -109,11 +109,7 @@ def test_the_one_resend_opens_a_brand_new_connection(monkeypatch: pytest.MonkeyP
         KeepAliveTransport() as transport,
     ):
         client = OpShift(SECRET, base_url=server.url, transport=transport, max_retries=0)
-        threads = [threading.Thread(target=client.ping, args=("w",)) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        fan_out(client.ping, [("w",)] * 2)
         assert len(idle_connections(transport)) == 2
         monkeypatch.setattr(HTTPConnection, "post", post)
         assert client.ping("w")["pingStatus"] == "up"
@@ -163,7 +159,7 @@ def test_http10_answers_are_not_reused() -> None:
 
 
 def test_last_chunk_then_eof_is_an_answer_but_not_reused() -> None:
-    """``0\\r\\n`` then EOF answered the call; the closed connection is not pooled (item 7)."""
+    """``0\\r\\n`` then EOF answered the call; the closed connection is not pooled ."""
     raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n" % (
         len(PING_OK),
         PING_OK,
@@ -174,7 +170,7 @@ def test_last_chunk_then_eof_is_an_answer_but_not_reused() -> None:
 
 
 def test_idle_connections_older_than_max_idle_seconds_are_not_reused() -> None:
-    """A connection idle longer than max_idle_seconds is closed, not reused (item 9)."""
+    """A connection idle longer than max_idle_seconds is closed, not reused ."""
     kept = ping_twice([fs.keep_alive_ok(PING_OK)])
     assert kept.connections == 1
     expired = ping_twice([fs.keep_alive_ok(PING_OK)], max_idle_seconds=1e-9)
@@ -204,7 +200,7 @@ def high_descriptors() -> Iterator[None]:
 
 
 def test_stale_checks_work_for_descriptors_above_1024(high_descriptors: None) -> None:
-    """A busy process (fd > 1024) still reuses its connections: poll, not select (item 9)."""
+    """A busy process (fd > 1024) still reuses its connections: poll, not select ."""
     server = ping_twice([fs.keep_alive_ok(PING_OK)])
     assert server.connections == 1
 
@@ -226,11 +222,7 @@ def test_pool_is_capped_and_threads_own_their_connections(server: OpShiftServer)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    fan_out(work, [(n,) for n in range(6)])
     assert errors == []
     assert len(server.requests) == 18
     assert all(r.signature_valid for r in server.requests)
@@ -247,19 +239,12 @@ def test_forked_child_never_reuses_the_parents_socket(server: OpShiftServer) -> 
     client = OpShift(SECRET, base_url=server.url, transport=transport)
     client.ping("payments-worker")
     assert server.connections == 1
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        try:
-            client.ping("payments-worker")
-            os.write(write, b"ok")
-        finally:
-            os._exit(0)
-    os.close(write)
-    report = os.read(read, 10)
-    os.close(read)
-    os.waitpid(pid, 0)
-    assert report == b"ok"
+
+    def child() -> bytes:
+        client.ping("payments-worker")
+        return b"ok"
+
+    assert in_forked_child(child) == b"ok"
     assert server.connections == 2  # the child opened its own
     client.ping("payments-worker")  # the parent's connection still works, untouched
     assert server.connections == 2

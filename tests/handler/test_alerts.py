@@ -10,264 +10,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-import opshift
-from opshift import AlertHandler, ConfigurationError, OpShift, OpShiftError, Outbox
-from opshift.testing import FakeTransport, OpShiftServer
+from opshift import AlertHandler, OpShift, Outbox
+from opshift.testing import OpShiftServer
 
-from .helpers import SECRET, one_pass, refused_url
-
-HERE = __name__  # this module, for dictConfig's "ext://" references
-
-
-class Clock:
-    """Monotonic seconds that move only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass
-class Rig:
-    """A handler on its own logger, queuing on an outbox that a FakeTransport drains."""
-
-    handler: AlertHandler
-    fake: FakeTransport
-    clock: Clock
-    log: logging.Logger
-
-    def sent(self) -> list[Any]:
-        """Deliver what is queued; return the JSON bodies OpShift received so far."""
-        assert self.handler.outbox.flush(5) is True
-        return [r.json for r in self.fake.requests]
-
-
-Make = Callable[..., Rig]
-
-
-@pytest.fixture
-def make(request: pytest.FixtureRequest) -> Iterator[Make]:
-    """Build Rigs with handler options; every handler, logger and outbox is cleaned up."""
-    made: list[Rig] = []
-
-    def build(**options: Any) -> Rig:
-        fake = FakeTransport(SECRET)
-        outbox = Outbox(OpShift(SECRET, transport=fake), background=False)
-        clock = Clock()
-        options.setdefault("level", 1)
-        handler = AlertHandler("app-errors", outbox=outbox, clock=clock, **options)
-        rig = Rig(handler, fake, clock, _logger(f"app.{request.node.name}.{len(made)}"))
-        rig.log.addHandler(handler)
-        made.append(rig)
-        return rig
-
-    yield build
-    for rig in made:
-        rig.log.removeHandler(rig.handler)
-        rig.handler.close()
-        rig.handler.outbox.close(0)
-
-
-@pytest.fixture
-def live() -> Iterator[OpShiftServer]:
-    """A local OpShift that creates unknown webhooks on first use."""
-    with OpShiftServer(SECRET, auto_create=True) as server:
-        yield server
-
-
-@pytest.fixture
-def root_handlers() -> Iterator[list[logging.Handler]]:
-    """Handlers added to this list are attached to the root logger, and removed after."""
-    added: list[logging.Handler] = []
-    root = logging.getLogger()
-    yield added
-    for handler in added:
-        root.removeHandler(handler)
-        handler.close()
-
-
-def _logger(name: str) -> logging.Logger:
-    log = logging.getLogger(name)
-    log.propagate = False
-    log.setLevel(1)
-    return log
-
-
-def _alerts(server: OpShiftServer) -> list[Any]:
-    return [r.json for r in server.requests if r.path == "/api/alerts/trigger/app-errors"]
-
-
-# -- dictConfig --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def configured() -> Iterator[list[str]]:
-    """Names of loggers a test configures with dictConfig; their handlers are closed after."""
-    names: list[str] = []
-    yield names
-    for name in names:
-        log = logging.getLogger(name)
-        for handler in list(log.handlers):
-            log.removeHandler(handler)
-            handler.close()
-
-
-def test_dictconfig_factory_form_takes_strings_and_numbers(
-    live: OpShiftServer, monkeypatch: pytest.MonkeyPatch, configured: list[str]
-) -> None:
-    """The "()" form: level as a name, a severity mapping of names, an ext:// outbox."""
-    outbox = Outbox(OpShift(SECRET, base_url=live.url))
-    monkeypatch.setattr(sys.modules[HERE], "CONFIG_OUTBOX", outbox, raising=False)
-    configured.append("app.dictconfig.factory")
-    logging.config.dictConfig(
-        {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "handlers": {
-                "opshift": {
-                    "()": "opshift.AlertHandler",
-                    "webhook_url": "app-errors",
-                    "level": "WARNING",
-                    "severity": {"ERROR": "sev1", "WARNING": "sev4", "45": "sev0"},
-                    "min_interval": 30,
-                    "outbox": f"ext://{HERE}.CONFIG_OUTBOX",
-                }
-            },
-            "loggers": {"app.dictconfig.factory": {"handlers": ["opshift"], "level": "DEBUG"}},
-        }
-    )
-    (handler,) = logging.getLogger("app.dictconfig.factory").handlers
-    assert isinstance(handler, AlertHandler)
-    assert handler.outbox is outbox
-    assert handler.level == logging.WARNING
-    assert handler.min_interval == 30.0
-    log = logging.getLogger("app.dictconfig.factory")
-    log.info("not sent: below the handler's level")
-    log.warning("Disk at %d%%", 91)
-    log.error("Payment failed")
-    log.log(45, "Between ERROR and CRITICAL")
-    assert outbox.flush(10) is True
-    assert [(a["title"], a["severity"]) for a in _alerts(live)] == [
-        ("Disk at 91%", "sev4"),
-        ("Payment failed", "sev1"),
-        ("Between ERROR and CRITICAL", "sev0"),
-    ]
-    outbox.close()
-
-
-def test_dictconfig_class_form_makes_its_client_from_the_environment(
-    live: OpShiftServer, monkeypatch: pytest.MonkeyPatch, configured: list[str]
-) -> None:
-    """The "class" form with no client: OpShift() from OPSHIFT_SECRET / OPSHIFT_BASE_URL."""
-    monkeypatch.setenv("OPSHIFT_SECRET", SECRET)
-    monkeypatch.setenv("OPSHIFT_BASE_URL", live.url)
-    monkeypatch.delenv("OPSHIFT_DISABLED", raising=False)
-    configured.append("app.dictconfig.class")
-    logging.config.dictConfig(
-        {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "handlers": {
-                "opshift": {
-                    "class": "opshift.AlertHandler",
-                    "webhook_url": "app-errors",
-                    "severity": "sev0",
-                    "min_interval": 0.5,
-                }
-            },
-            "loggers": {"app.dictconfig.class": {"handlers": ["opshift"]}},
-        }
-    )
-    (handler,) = logging.getLogger("app.dictconfig.class").handlers
-    assert isinstance(handler, AlertHandler)
-    assert handler.level == logging.ERROR  # the default when the config gives none
-    assert handler.client.base_url == live.url
-    logging.getLogger("app.dictconfig.class").error("Nightly export failed")
-    assert handler.outbox.flush(10) is True
-    (request,) = live.requests
-    assert request.signature_valid
-    assert request.json["title"] == "Nightly export failed"
-    assert request.json["severity"] == "sev0"
-
-
-def test_dictconfig_reports_a_bad_argument(configured: list[str]) -> None:
-    """A bad value fails dictConfig at once, with the ConfigurationError as the cause."""
-    configured.append("app.dictconfig.bad")
-    with pytest.raises(ValueError, match="opshift") as caught:
-        logging.config.dictConfig(
-            {
-                "version": 1,
-                "disable_existing_loggers": False,
-                "handlers": {
-                    "opshift": {
-                        "()": "opshift.AlertHandler",
-                        "webhook_url": "app-errors",
-                        "severity": "critical",
-                    }
-                },
-                "loggers": {"app.dictconfig.bad": {"handlers": ["opshift"]}},
-            }
-        )
-    assert isinstance(caught.value.__cause__, ConfigurationError)
-    assert "sev0, sev1, sev2, sev3, sev4" in str(caught.value.__cause__)
-
-
-@pytest.mark.parametrize(
-    ("options", "match"),
-    [
-        pytest.param({"webhook_url": ""}, "webhook_url", id="empty-webhook"),
-        pytest.param({"webhook_url": None}, "webhook_url", id="no-webhook"),
-        pytest.param({"severity": "sev9"}, "severity", id="unknown-severity"),
-        pytest.param({"severity": {"ERROR": "high"}}, "severity", id="bad-mapped-severity"),
-        pytest.param({"severity": {"LOUD": "sev1"}}, "LOUD", id="unknown-level-in-mapping"),
-        pytest.param({"severity": 2}, "severity", id="severity-number"),
-        pytest.param({"level": "LOUD"}, "level", id="unknown-level"),
-        pytest.param({"level": -1}, "level", id="negative-level"),
-        pytest.param({"level": True}, "level", id="bool-level"),
-        pytest.param({"min_interval": -1}, "min_interval", id="negative-interval"),
-        pytest.param({"min_interval": float("nan")}, "min_interval", id="nan-interval"),
-        pytest.param({"min_interval": "60"}, "min_interval", id="string-interval"),
-        pytest.param({"client": "my_app.client"}, "ext://", id="unresolved-client"),
-        pytest.param({"outbox": 42}, "outbox must be an Outbox", id="not-an-outbox"),
-        pytest.param({"clock": 1.0}, "clock", id="clock-not-callable"),
-    ],
+from ..helpers import (
+    SECRET,
+    Clock,
+    MakeRig,
+    app_alerts,
+    fan_out,
+    one_pass,
+    quiet_logger,
+    refused_url,
 )
-def test_bad_arguments_are_configuration_errors(options: dict[str, Any], match: str) -> None:
-    """Each bad argument fails at construction, naming what is wrong."""
-    options.setdefault("webhook_url", "app-errors")
-    client = OpShift(SECRET, transport=FakeTransport(SECRET))
-    options.setdefault("client", client)
-    with pytest.raises(ConfigurationError, match=match):
-        AlertHandler(**options)
-
-
-def test_client_and_a_different_outbox_are_refused() -> None:
-    """An outbox sends with its own client, so a second, different client is an error."""
-    one, other = OpShift(SECRET), OpShift(SECRET)
-    outbox = Outbox(one, background=False)
-    with pytest.raises(ConfigurationError, match="not both"):
-        AlertHandler("app-errors", client=other, outbox=outbox)
-    assert AlertHandler("app-errors", client=one, outbox=outbox).client is one
-
-
-def test_no_client_and_no_secret_fails_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With no client and no OPSHIFT_SECRET, the mistake shows at start-up, not at the outage."""
-    monkeypatch.delenv("OPSHIFT_SECRET", raising=False)
-    monkeypatch.delenv("OPSHIFT_DISABLED", raising=False)
-    with pytest.raises(ConfigurationError, match="OPSHIFT_SECRET"):
-        AlertHandler("app-errors")
-
 
 # -- grouping and the rate limit ---------------------------------------------------------
 
@@ -277,13 +36,13 @@ def test_a_thousand_ids_are_one_group_and_one_alert_at_the_server(live: OpShiftS
     clock = Clock()
     outbox = Outbox(OpShift(SECRET, base_url=live.url), background=False)
     handler = AlertHandler("app-errors", outbox=outbox, clock=clock)
-    log = _logger("app.payments.thousand")
+    log = quiet_logger("app.payments.thousand")
     log.addHandler(handler)
     try:
         for payment_id in range(1_000):
             log.error("Payment %s failed", payment_id)
         assert outbox.flush(10) is True
-        (first,) = _alerts(live)
+        (first,) = app_alerts(live)
         assert first["title"] == "Payment 0 failed"
         assert "suppressed" not in first["metadata"]
         clock.advance(60)
@@ -291,7 +50,7 @@ def test_a_thousand_ids_are_one_group_and_one_alert_at_the_server(live: OpShiftS
         assert outbox.flush(10) is True
     finally:
         log.removeHandler(handler)
-    first, second = _alerts(live)
+    first, second = app_alerts(live)
     assert second["title"] == "Payment 1000 failed"
     assert second["metadata"]["suppressed"] == 999
     assert first["group_key"] == second["group_key"]
@@ -302,7 +61,7 @@ def test_a_thousand_ids_are_one_group_and_one_alert_at_the_server(live: OpShiftS
     assert [r.status for r in live.requests] == [200, 200]
 
 
-def test_templated_messages_fold_into_one_alert_without_a_rate_limit(make: Make) -> None:
+def test_templated_messages_fold_into_one_alert_without_a_rate_limit(make: MakeRig) -> None:
     """min_interval=0 sends every record; all 1,000 share a group_key and OpShift counts them."""
     rig = make(min_interval=0)
     for payment_id in range(1_000):
@@ -315,10 +74,10 @@ def test_templated_messages_fold_into_one_alert_without_a_rate_limit(make: Make)
     assert alert.occurrence_count == 1_000
 
 
-def test_group_key_depends_on_logger_template_and_exception_type(make: Make) -> None:
+def test_group_key_depends_on_logger_template_and_exception_type(make: MakeRig) -> None:
     """Another logger, template or exception type is another group; arguments and level are not."""
     rig = make(min_interval=0)
-    other = _logger(rig.log.name + ".other")
+    other = quiet_logger(rig.log.name + ".other")
     other.addHandler(rig.handler)
     try:
         rig.log.error("Payment %s failed", 1)
@@ -339,7 +98,7 @@ def test_group_key_depends_on_logger_template_and_exception_type(make: Make) -> 
     assert keys[5] == keys[7]  # the same exception type, another message argument
 
 
-def test_group_key_is_stable_across_processes(make: Make) -> None:
+def test_group_key_is_stable_across_processes(make: MakeRig) -> None:
     """The key is a hash of text, not of id() or hash(): every process of a fleet agrees."""
     rig = make()
     rig.log.error("Payment %s failed", 1)
@@ -354,7 +113,7 @@ def test_group_key_is_stable_across_processes(make: Make) -> None:
     assert out.stdout.strip() == body["group_key"]
 
 
-def test_rate_limit_counts_repeats_and_the_next_alert_carries_them(make: Make) -> None:
+def test_rate_limit_counts_repeats_and_the_next_alert_carries_them(make: MakeRig) -> None:
     """One alert per group per min_interval; the repeats in between ride on the next one."""
     rig = make(min_interval=60)
     rig.log.error("Queue %s is stuck", "a")  # sent
@@ -378,7 +137,7 @@ def test_rate_limit_counts_repeats_and_the_next_alert_carries_them(make: Make) -
     ]
 
 
-def test_an_escalation_is_not_held_back_by_the_rate_limit(make: Make) -> None:
+def test_an_escalation_is_not_held_back_by_the_rate_limit(make: MakeRig) -> None:
     """A CRITICAL in a group flooded with ERRORs is sent at once, at its own severity."""
     rig = make(min_interval=60)
     for n in range(5):
@@ -400,7 +159,7 @@ def test_the_group_table_stays_bounded_under_a_flood_of_distinct_messages() -> N
     client = OpShift(SECRET, base_url=refused_url(), max_retries=0)
     outbox = Outbox(client, background=False, max_pending=20_000)
     handler = AlertHandler("app-errors", outbox=outbox, clock=clock, min_interval=60)
-    log = _logger("app.flood")
+    log = quiet_logger("app.flood")
     log.addHandler(handler)
     try:
         for n in range(3 * _MAX_GROUPS):
@@ -444,7 +203,7 @@ def test_the_group_table_stays_bounded_under_a_flood_of_distinct_messages() -> N
         pytest.param({35: "sev2"}, logging.WARNING, "sev3", id="map-custom-int-below"),
     ],
 )
-def test_severity_from_the_level(severity: Any, level: int, expected: str, make: Make) -> None:
+def test_severity_from_the_level(severity: Any, level: int, expected: str, make: MakeRig) -> None:
     """Defaults CRITICAL sev1, ERROR sev2, WARNING sev3; in-between levels round down."""
     rig = make(severity=severity)
     rig.log.log(level, "something happened")
@@ -459,7 +218,7 @@ class PaymentError(Exception):
     """An application exception, for the qualified type name."""
 
 
-def test_title_description_and_metadata(make: Make) -> None:
+def test_title_description_and_metadata(make: MakeRig) -> None:
     """Title: first line. Description: message then traceback. Metadata: where, who, what."""
     rig = make()
     try:
@@ -473,7 +232,7 @@ def test_title_description_and_metadata(make: Make) -> None:
     assert description.startswith(
         "Payment 42 failed\nretry scheduled\nTraceback (most recent call last):\n"
     )
-    assert description.endswith("tests.test_handler.PaymentError: card declined")
+    assert description.endswith("tests.handler.test_alerts.PaymentError: card declined")
     assert body["severity"] == "sev2"
     assert body["metadata"] == {
         "logger": rig.log.name,
@@ -487,7 +246,7 @@ def test_title_description_and_metadata(make: Make) -> None:
     }
 
 
-def test_builtin_exception_type_is_its_bare_name(make: Make) -> None:
+def test_builtin_exception_type_is_its_bare_name(make: MakeRig) -> None:
     """ValueError, not builtins.ValueError."""
     rig = make()
     try:
@@ -498,7 +257,7 @@ def test_builtin_exception_type_is_its_bare_name(make: Make) -> None:
     assert body["metadata"]["exception"] == "ValueError"
 
 
-def test_a_long_traceback_keeps_its_end_within_2000_characters(make: Make) -> None:
+def test_a_long_traceback_keeps_its_end_within_2000_characters(make: MakeRig) -> None:
     """The cause is at the end: a cut keeps the message's start and the traceback's tail."""
     rig = make()
 
@@ -516,7 +275,7 @@ def test_a_long_traceback_keeps_its_end_within_2000_characters(make: Make) -> No
     assert description.endswith("RuntimeError: the real cause")
 
 
-def test_a_long_message_and_a_long_traceback_share_the_room(make: Make) -> None:
+def test_a_long_message_and_a_long_traceback_share_the_room(make: MakeRig) -> None:
     """Both long: the message keeps 500 characters of its start, the traceback its end."""
     rig = make()
     try:
@@ -531,7 +290,7 @@ def test_a_long_message_and_a_long_traceback_share_the_room(make: Make) -> None:
     assert body["title"] == "M" * 199 + "\u2026"
 
 
-def test_a_long_message_without_traceback_is_cut_with_an_ellipsis(make: Make) -> None:
+def test_a_long_message_without_traceback_is_cut_with_an_ellipsis(make: MakeRig) -> None:
     """No traceback: the message's first 1,999 characters and an ellipsis."""
     rig = make()
     rig.log.error("%s", "y" * 5_000)
@@ -540,7 +299,7 @@ def test_a_long_message_without_traceback_is_cut_with_an_ellipsis(make: Make) ->
     assert body["title"] == "y" * 199 + "\u2026"
 
 
-def test_a_blank_message_gets_a_title_from_the_logger_and_level(make: Make) -> None:
+def test_a_blank_message_gets_a_title_from_the_logger_and_level(make: MakeRig) -> None:
     """The title is required: a blank message falls back to "ERROR in <logger>"."""
     rig = make()
     rig.log.error("   \n  ")
@@ -551,7 +310,7 @@ def test_a_blank_message_gets_a_title_from_the_logger_and_level(make: Make) -> N
     assert leading["title"] == "the real first line"
 
 
-def test_stack_info_comes_before_the_traceback(make: Make) -> None:
+def test_stack_info_comes_before_the_traceback(make: MakeRig) -> None:
     """stack_info is included, and the exception's line still ends the description."""
     rig = make()
 
@@ -570,7 +329,7 @@ def test_stack_info_comes_before_the_traceback(make: Make) -> None:
     assert description.endswith("KeyError: 'missing'")
 
 
-def test_a_record_from_another_process_keeps_its_traceback_text(make: Make) -> None:
+def test_a_record_from_another_process_keeps_its_traceback_text(make: MakeRig) -> None:
     """A record received from a SocketHandler has exc_text but no exc_info: it is used."""
     rig = make()
     record = logging.makeLogRecord(
@@ -582,7 +341,7 @@ def test_a_record_from_another_process_keeps_its_traceback_text(make: Make) -> N
     assert body["description"] == "worker crashed\nTraceback ...\nOSError: disk full"
 
 
-def test_text_that_is_not_valid_utf8_still_makes_a_valid_alert(make: Make) -> None:
+def test_text_that_is_not_valid_utf8_still_makes_a_valid_alert(make: MakeRig) -> None:
     """A lone surrogate (an undecodable file name) is escaped, not a validation failure."""
     rig = make()
     rig.log.error("cannot open %s", "/data/caf\udce9.csv")
@@ -590,7 +349,9 @@ def test_text_that_is_not_valid_utf8_still_makes_a_valid_alert(make: Make) -> No
     assert body["title"] == "cannot open /data/caf\\udce9.csv"
 
 
-def test_the_secret_never_reaches_an_alert(make: Make, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_secret_never_reaches_an_alert(
+    make: MakeRig, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A message or traceback that contains the client's secret is sent with it redacted."""
     rig = make()
     try:
@@ -612,7 +373,7 @@ def test_the_secret_never_reaches_an_alert(make: Make, capsys: pytest.CaptureFix
 # -- no recursion ----------------------------------------------------------------------
 
 
-def test_the_sdks_own_warnings_never_become_alerts(
+def test_the_sdks_own_warnings_never_becomeapp_alerts(
     root_handlers: list[logging.Handler], caplog: pytest.LogCaptureFixture
 ) -> None:
     """On the root logger at WARNING, the outbox's delivery warnings are not fed back."""
@@ -631,7 +392,7 @@ def test_the_sdks_own_warnings_never_become_alerts(
     outbox.close(0)
 
 
-def test_a_record_logged_inside_emit_is_ignored(make: Make) -> None:
+def test_a_record_logged_inside_emit_is_ignored(make: MakeRig) -> None:
     """A message whose formatting logs again (same thread) does not recurse or deadlock."""
     rig = make()
 
@@ -646,14 +407,10 @@ def test_a_record_logged_inside_emit_is_ignored(make: Make) -> None:
     assert [body["title"] for body in rig.sent()] == ["outer", "after"]
 
 
-def test_other_threads_are_not_blocked_out_while_one_emits(make: Make) -> None:
+def test_other_threads_are_not_blocked_out_while_one_emits(make: MakeRig) -> None:
     """The re-entry flag is per thread: records from other threads still become alerts."""
     rig = make(min_interval=0)
-    threads = [threading.Thread(target=rig.log.error, args=("from thread %d", n)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    fan_out(rig.log.error, [("from thread %d", n) for n in range(8)])
     assert sorted(body["title"] for body in rig.sent()) == [f"from thread {n}" for n in range(8)]
 
 
@@ -666,7 +423,7 @@ def test_emit_returns_at_once_while_opshift_never_answers() -> None:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         outbox = Outbox(OpShift(SECRET, base_url=url, timeout=30), exit_timeout=0)
         handler = AlertHandler("app-errors", outbox=outbox, min_interval=0)
-        log = _logger("app.silent")
+        log = quiet_logger("app.silent")
         log.addHandler(handler)
         started = time.monotonic()
         try:
@@ -686,7 +443,7 @@ def test_alerts_logged_during_an_outage_arrive_when_opshift_is_back() -> None:
         port = int(server.url.rsplit(":", 1)[1])
     client = OpShift(SECRET, base_url=f"http://127.0.0.1:{port}")
     handler = AlertHandler("app-errors", client=client, min_interval=0)
-    log = _logger("app.outage")
+    log = quiet_logger("app.outage")
     log.addHandler(handler)
     try:
         for name in ("db", "cache", "queue"):
@@ -698,118 +455,8 @@ def test_alerts_logged_during_an_outage_arrive_when_opshift_is_back() -> None:
     finally:
         log.removeHandler(handler)
         handler.close()
-    titles = sorted(body["title"] for body in _alerts(server))
+    titles = sorted(body["title"] for body in app_alerts(server))
     assert titles == sorted(
         [f"Lost connection to {n}" for n in ("db", "cache", "queue")]
         + [f"Different template for {n}" for n in ("db", "cache", "queue")]
     )
-
-
-# -- failures, disabled mode, close ------------------------------------------------------
-
-
-def test_a_broken_record_goes_to_handle_error_and_emit_does_not_raise(
-    make: Make, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """getMessage raising (a bad % argument) is reported by handleError on stderr."""
-    rig = make()
-    rig.log.error("%d items", "not a number")  # must not raise into the caller
-    assert "--- Logging error ---" in capsys.readouterr().err
-    assert rig.sent() == []
-    rig.log.error("%d items", 3)  # a failed record does not count against the rate limit
-    assert [body["title"] for body in rig.sent()] == ["3 items"]
-
-
-def test_handle_error_is_the_handlers_own(make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fault in the outbox (here: closed under it) reaches handleError, not the caller."""
-    rig = make()
-    failures: list[logging.LogRecord] = []
-    monkeypatch.setattr(rig.handler, "handleError", failures.append)
-    rig.handler.outbox.close(0)
-    rig.log.error("nobody will queue this")
-    assert [r.getMessage() for r in failures] == ["nobody will queue this"]
-
-
-def test_disabled_mode_builds_and_validates_but_sends_and_starts_nothing(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """OPSHIFT_DISABLED=1, no secret: alerts are built and validated, kept nowhere, no thread."""
-    monkeypatch.setenv("OPSHIFT_DISABLED", "1")
-    monkeypatch.delenv("OPSHIFT_SECRET", raising=False)
-
-    def no_network(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the network was used while OpShift is disabled")
-
-    monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    handler = AlertHandler("app-errors")
-    assert handler.client.enabled is False
-    queued: list[dict[str, Any]] = []
-    original = handler.outbox.alert
-
-    def spy(webhook_url: str, **fields: Any) -> int:
-        queued.append(fields)
-        result = original(webhook_url, **fields)
-        assert result == 0  # validated, then dropped: nothing kept
-        return result
-
-    monkeypatch.setattr(handler.outbox, "alert", spy)
-    log = _logger("app.disabled")
-    log.addHandler(handler)
-    try:
-        log.error("Payment %s failed", 7)
-    finally:
-        log.removeHandler(handler)
-    assert [fields["title"] for fields in queued] == ["Payment 7 failed"]
-    assert handler.outbox.pending == 0
-    assert handler.outbox._thread is None
-    handler.close()
-
-
-def test_close_closes_the_outbox_it_made_after_a_brief_flush(live: OpShiftServer) -> None:
-    """Its own outbox is flushed and closed, so a record logged just before exit arrives."""
-    handler = AlertHandler("app-errors", client=OpShift(SECRET, base_url=live.url))
-    log = _logger("app.close.own")
-    log.addHandler(handler)
-    log.error("Shutting down with an error")
-    log.removeHandler(handler)
-    handler.close()
-    assert [body["title"] for body in _alerts(live)] == ["Shutting down with an error"]
-    with pytest.raises(OpShiftError, match="closed"):
-        handler.outbox.alert("app-errors", title="after close")
-    handler.close()  # twice is fine
-
-
-def test_close_leaves_an_outbox_it_was_given_open(live: OpShiftServer) -> None:
-    """A passed-in outbox belongs to the caller: still open after the handler closes."""
-    outbox = Outbox(OpShift(SECRET, base_url=live.url))
-    handler = AlertHandler("app-errors", outbox=outbox)
-    handler.close()
-    assert outbox.alert("app-errors", title="still open") > 0
-    assert outbox.close(10) is True
-    assert [body["title"] for body in _alerts(live)] == ["still open"]
-
-
-def test_a_record_after_close_is_reported_not_raised(capsys: pytest.CaptureFixture[str]) -> None:
-    """A logger still holding a closed handler gets handleError on stderr, not an exception."""
-    handler = AlertHandler("app-errors", client=OpShift(SECRET, transport=FakeTransport(SECRET)))
-    handler.close()
-    log = _logger("app.close.after")
-    log.addHandler(handler)
-    try:
-        log.error("too late")
-    finally:
-        log.removeHandler(handler)
-    assert "This Outbox is closed" in capsys.readouterr().err
-
-
-def test_alert_handler_is_exported_lazily() -> None:
-    """`from opshift import AlertHandler` works; its repr names the webhook and level."""
-    from opshift.handler import AlertHandler as Direct
-
-    assert opshift.AlertHandler is Direct
-    handler = AlertHandler(
-        "app-errors", client=OpShift(SECRET, transport=FakeTransport(SECRET)), level="WARNING"
-    )
-    assert repr(handler) == "<AlertHandler 'app-errors' (WARNING)>"
-    handler.close()
