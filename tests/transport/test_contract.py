@@ -43,7 +43,7 @@ from ..helpers import (
 )
 from ..proxyserver import ProxyServer
 
-# -- the deadline bounds connecting, CONNECT and the TLS handshake (items 2, 11) ---------
+# -- the deadline bounds connecting, CONNECT and the TLS handshake ---------------------
 
 
 def test_each_resolved_address_gets_only_the_time_left(
@@ -65,7 +65,7 @@ def test_each_resolved_address_gets_only_the_time_left(
 def test_a_dripping_connect_answer_is_bounded_by_the_timeout(
     transport_name: str, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
-    """A proxy that drips its CONNECT answer cannot stretch timeout=0.3 (item 11)."""
+    """A proxy that drips its CONNECT answer cannot stretch timeout=0.3."""
     established = b"HTTP/1.1 200 Connection established\r\nX-Pad: " + b"x" * 300 + b"\r\n\r\n"
     with ProxyServer(answer=established, drip=0.02) as proxy:
         no_proxy_env.setenv("HTTPS_PROXY", proxy.url)

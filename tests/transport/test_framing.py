@@ -172,7 +172,7 @@ def test_malformed_framing(make_client: MakeClient, raw: bytes, text: str) -> No
     assert "malformed or truncated HTTP response" in str(error)
 
 
-# -- issue 9: every hostile answer, on both transports ----------------------------------
+# -- every hostile answer, on both transports -------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_malformed_framing(make_client: MakeClient, raw: bytes, text: str) -> No
 def test_bytes_after_an_answer_never_reach_the_next_call(
     make_client: MakeClient, extra: bytes
 ) -> None:
-    """Whatever follows an answer on its connection is dropped with it (issue 9, item 1)."""
+    """Whatever follows an answer on its connection is dropped with it."""
     first = fs.respond(fs.answer(fs.ping_body("first")) + extra, keep_open=True)
     second = fs.respond(fs.answer(fs.ping_body("second")), keep_open=True)
     with fs.FaultServer([first, second]) as server:
@@ -198,7 +198,7 @@ def test_bytes_after_an_answer_never_reach_the_next_call(
 
 
 def test_a_204_with_a_body_never_leaks_into_the_next_call(make_client: MakeClient) -> None:
-    """A body after a 204 (which has none) is not read as the next call's answer (item 1)."""
+    """A body after a 204 (which has none) is not read as the next call's answer."""
     no_content = b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
     stale = fs.answer(fs.ping_body("STALE"))
     first = fs.respond(no_content + stale, keep_open=True)
@@ -215,7 +215,7 @@ def test_a_204_with_a_body_never_leaks_into_the_next_call(make_client: MakeClien
 def test_connect_names_the_port_even_when_it_is_443(
     transport_name: str, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
-    """CONNECT www.opshift.io:443 HTTP/1.1 with the same Host, behind any proxy (item 3)."""
+    """CONNECT www.opshift.io:443 HTTP/1.1 with the same Host, behind any proxy."""
     with ProxyServer(answer=b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n") as proxy:
         no_proxy_env.setenv("HTTPS_PROXY", proxy.url)
         client = OpShift(SECRET, transport=TRANSPORTS[transport_name](), max_retries=0)
@@ -301,7 +301,7 @@ def test_a_connect_answer_that_is_not_a_clean_tunnel_is_refused(
 def test_status_codes_are_exactly_three_ascii_digits(
     make_client: MakeClient, status: bytes
 ) -> None:
-    """Only 100-999 as three ASCII digits is a status code; the rest is malformed (items 4, 7)."""
+    """Only 100-999 as three ASCII digits is a status code; the rest is malformed."""
     raw = fs.answer(PING_OK).replace(b"200 OK", status + b" OK")
     error, _, _ = run(make_client, [fs.respond(raw)], timeout=5, max_retries=0)
     assert type(error) is NetworkError, repr(error)
@@ -322,7 +322,7 @@ def test_status_codes_are_exactly_three_ascii_digits(
     ],
 )
 def test_content_length_is_plain_ascii_digits(make_client: MakeClient, value: bytes) -> None:
-    """A Content-Length that is not one digit string is refused, never read to close (item 4)."""
+    """A Content-Length that is not one digit string is refused, never read to close."""
     value = value % len(PING_OK) if b"%" in value else value
     raw = b"HTTP/1.1 200 OK\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s" % (value, PING_OK)
     error, _, _ = run(make_client, [fs.respond(raw)], timeout=5, max_retries=0)
@@ -342,7 +342,7 @@ def test_content_length_is_plain_ascii_digits(make_client: MakeClient, value: by
     ],
 )
 def test_chunk_sizes_are_hex_digits(make_client: MakeClient, size: bytes) -> None:
-    """A chunk size is one or more hex digits, nothing else (item 5)."""
+    """A chunk size is one or more hex digits, nothing else."""
     raw = CHUNKED + b"\r\n" + chunked(PING_OK, size=size)
     error, _, _ = run(make_client, [fs.respond(raw)], timeout=5, max_retries=0)
     assert type(error) is NetworkError, repr(error)
@@ -350,7 +350,7 @@ def test_chunk_sizes_are_hex_digits(make_client: MakeClient, size: bytes) -> Non
 
 
 def test_a_negative_chunk_size_stops_the_read_at_once(make_client: MakeClient) -> None:
-    """Chunk size -1 is refused before the body, not read to EOF (items 5, 11)."""
+    """Chunk size -1 is refused before the body, not read to EOF."""
     error, _, server = run(
         make_client, [fs.flood(CHUNKED + b"\r\n-1\r\n")], timeout=5, max_retries=0
     )
@@ -360,7 +360,7 @@ def test_a_negative_chunk_size_stops_the_read_at_once(make_client: MakeClient) -
 
 
 def test_a_chunk_size_line_longer_than_64_kib_is_refused(make_client: MakeClient) -> None:
-    """An over-long chunk-size line is an error, not cut and read as body (item 6)."""
+    """An over-long chunk-size line is an error, not cut and read as body."""
     line = b"2;" + b"e" * 65535 + b"{}\r\n"  # cut at 64 KiB, the rest would be a body: {}
     raw = CHUNKED + b"\r\n" + line + b"0\r\n\r\n"
     error, _, _ = run(make_client, [fs.respond(raw)], timeout=5, max_retries=0)
@@ -381,7 +381,7 @@ def test_a_chunk_size_line_longer_than_64_kib_is_refused(make_client: MakeClient
 def test_transfer_codings_other_than_chunked_are_refused(
     make_client: MakeClient, coding: bytes
 ) -> None:
-    """Transfer-Encoding is matched as tokens and only chunked is accepted (item 7)."""
+    """Transfer-Encoding is matched as tokens and only chunked is accepted."""
     raw = CHUNKED.replace(b"chunked", coding) + b"\r\n" + chunked(PING_OK)
     error, _, _ = run(make_client, [fs.respond(raw)], timeout=5, max_retries=0)
     assert type(error) is NetworkError, repr(error)
@@ -389,7 +389,7 @@ def test_transfer_codings_other_than_chunked_are_refused(
 
 
 def test_101_switching_protocols_is_an_error(make_client: MakeClient) -> None:
-    """101 is not an interim answer to skip: the SDK never asked to switch (item 7)."""
+    """101 is not an interim answer to skip: the SDK never asked to switch."""
     raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n" + fs.answer(PING_OK)
     error, _, _ = run(make_client, [fs.respond(raw)], timeout=5, max_retries=0)
     assert type(error) is NetworkError, repr(error)
@@ -399,7 +399,7 @@ def test_101_switching_protocols_is_an_error(make_client: MakeClient) -> None:
 def test_transfer_encoding_with_content_length_is_read_chunked_and_never_reused(
     make_client: MakeClient,
 ) -> None:
-    """Both framings: the body is read as chunked and the connection closed (item 7)."""
+    """Both framings: the body is read as chunked and the connection closed."""
     head = CHUNKED + b"Content-Length: 3\r\n\r\n"
     first = fs.respond(head + chunked(fs.ping_body("first")), keep_open=True)
     second = fs.respond(fs.answer(fs.ping_body("second")), keep_open=True)
@@ -447,7 +447,7 @@ def test_an_interim_answer_with_megabytes_of_headers_hits_the_byte_budget(
 def test_control_characters_in_headers_never_reach_the_wire(
     transport_name: str, name: str, value: str
 ) -> None:
-    """NUL, CR, LF (and spaces in names) are refused before a byte is sent (item 8)."""
+    """NUL, CR, LF (and spaces in names) are refused before a byte is sent."""
     with fs.FaultServer([OK]) as server:
         transport = TRANSPORTS[transport_name]()
         with pytest.raises(ConfigurationError) as caught:
@@ -461,7 +461,7 @@ def test_control_characters_in_headers_never_reach_the_wire(
 def test_control_characters_in_the_target_never_reach_the_wire(
     transport_name: str, target: str
 ) -> None:
-    """A request target with a space, NUL, CR or LF is refused before connecting (item 8)."""
+    """A request target with a space, NUL, CR or LF is refused before connecting."""
     with fs.FaultServer([OK]) as server:
         transport = TRANSPORTS[transport_name]()
         with pytest.raises(ConfigurationError):

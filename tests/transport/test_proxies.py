@@ -34,7 +34,7 @@ from ..proxyserver import ProxyServer
 def test_proxy_url_without_a_port_goes_where_urllib_sends_it(
     no_proxy_env: pytest.MonkeyPatch,
 ) -> None:
-    """Both transports reach a portless proxy on the same port: the target scheme's (item 9)."""
+    """Both transports reach a portless proxy on the same port: the target scheme's."""
     tried: list[tuple[str, object]] = []
 
     def getaddrinfo(host: str, port: object, *args: object, **kwargs: object) -> list[object]:
@@ -52,7 +52,7 @@ def test_proxy_url_without_a_port_goes_where_urllib_sends_it(
     assert tried == [("proxy.invalid", 443)] * 2 + [("proxy.invalid", 80)] * 2
 
 
-# -- 407: the proxy's credentials, named and never retried (item 12) --------------------
+# -- 407: the proxy's credentials, named and never retried -----------------------------
 
 PROXY_407 = (
     b"HTTP/1.1 407 Proxy Authentication Required\r\n"
