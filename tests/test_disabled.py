@@ -11,6 +11,7 @@ import pytest
 
 import opshift.transport
 from opshift import BadRequestError, ConfigurationError, OpShift
+from opshift.testing import FakeTransport
 
 from .helpers import SECRET
 
@@ -85,11 +86,21 @@ def test_an_unknown_value_is_a_configuration_error(monkeypatch: pytest.MonkeyPat
 
 
 def test_an_explicit_secret_stays_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment switch wins over code that passes a secret and enabled=True."""
+    """With enabled left out, the environment switch wins over code that passes a secret."""
     monkeypatch.setenv("OPSHIFT_DISABLED", "yes")
-    client = OpShift(SECRET, enabled=True, transport=refusing_transport)
+    client = OpShift(SECRET, transport=refusing_transport)
     assert client.enabled is False
     assert client.ping("w")["message"] == "OpShift disabled"
+
+
+def test_an_explicit_enabled_true_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpShift(enabled=True) sends even where CI sets OPSHIFT_DISABLED=1 (a test of the SDK)."""
+    monkeypatch.setenv("OPSHIFT_DISABLED", "1")
+    fake = FakeTransport(SECRET)
+    client = OpShift(SECRET, enabled=True, transport=fake)
+    assert client.enabled is True
+    assert client.ping("w")["pingStatus"] == "up"
+    assert len(fake.requests) == 1
 
 
 @pytest.mark.usefixtures("no_network")

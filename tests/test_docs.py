@@ -113,7 +113,9 @@ def _run(example: Example, folder: Path) -> subprocess.CompletedProcess[str]:
             pytest_run = example.marker == ("run", "pytest")
             command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(script)]
             if pytest_run:  # the fixtures come from opshift's installed pytest11 entry point
-                env = user_env(env)
+                # As in a CI that disables OpShift for the application: the user's tests
+                # of the SDK (the plugin's fixtures, their own enabled=True fixture) still work.
+                env = {**user_env(env), "OPSHIFT_DISABLED": "1"}
             else:
                 command = [sys.executable, str(script)]
         else:

@@ -63,6 +63,9 @@ CASES = [
     pytest.param(lambda c: c.ping("w", metadata={"a": {"amount": decimal.Decimal("1.5")}}), "metadata.a.amount is a Decimal", id="decimal-nested"),
     pytest.param(lambda c: c.ping("w", metadata={"tags": {1, 2}}), "metadata.tags is a set", id="set"),
     pytest.param(lambda c: c.ping("w", metadata={(1, 2): "x"}), "metadata has a key of type tuple", id="tuple-key"),
+    pytest.param(lambda c: c.ping("w", metadata={1: "a"}), "metadata has a key of type int (1); JSON keys must be strings", id="int-key"),
+    pytest.param(lambda c: c.alert("x", title="t", metadata={"a": {None: 1}}), "metadata.a has a key of type NoneType", id="nested-none-key"),
+    pytest.param(lambda c: c.ping("w", metadata={"o": object()}), "metadata.o is an object, which JSON cannot encode", id="an-object"),
     pytest.param(lambda c: c.ping("w", reason="\ud800"), "lone surrogate", id="lone-surrogate"),
 ]  # fmt: skip
 
@@ -142,6 +145,7 @@ def test_server_answers_the_same_validation_errors(fields: bytes, error: str) ->
         pytest.param("z" * 64, "not all of them hex digits", id="not-hex"),
         pytest.param(SECRET + "00", "this one has 66 characters", id="long"),
         pytest.param(b"ab" * 32, "must be a str", id="bytes"),
+        pytest.param(SECRET.upper(), "uppercase hex digits", id="uppercase"),
     ],
 )
 def test_constructor_rejects_bad_secrets(secret: Any, message: str) -> None:
@@ -166,6 +170,27 @@ def test_secret_from_environment_with_newline(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("OPSHIFT_SECRET", SECRET + "\n")
     with pytest.raises(ConfigurationError, match="in OPSHIFT_SECRET has surrounding whitespace"):
         OpShift()
+    with pytest.raises(ConfigurationError) as caught:
+        OpShift()
+    assert "OPSHIFT_SECRET ends with a newline" in str(caught.value)
+    assert "OpShift(secret=" not in str(caught.value)  # no Python advice for a variable
+
+
+def test_an_uppercase_secret_is_refused_before_a_401(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key is the secret's text, so an uppercased one would only ever get 401: say so."""
+    monkeypatch.setenv("OPSHIFT_SECRET", SECRET.upper())
+    with pytest.raises(ConfigurationError, match="OPSHIFT_SECRET has uppercase hex digits"):
+        OpShift()
+
+
+def test_a_bad_base_url_from_the_environment_is_named_with_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OPSHIFT_BASE_URL=www.opshift.io is reported as that variable and value, not base_url."""
+    monkeypatch.setenv("OPSHIFT_BASE_URL", "www.opshift.io")
+    with pytest.raises(ConfigurationError) as caught:
+        OpShift(SECRET)
+    assert str(caught.value).startswith("OPSHIFT_BASE_URL=www.opshift.io is not an http(s) URL")
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,12 @@ from .errors import ConfigurationError
 __all__ = ["DEFAULT_BASE_URL", "check_base_url", "check_secret", "disabled_by_environment"]
 
 DEFAULT_BASE_URL = "https://www.opshift.io"
-_HEX = frozenset("0123456789abcdefABCDEF")
+_HEX = frozenset("0123456789abcdef")  # OpShift's secrets are lowercase hex
+_ANY_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def check_secret(secret: str | None) -> str:
+    """The secret given, or ``OPSHIFT_SECRET``'s when None, checked as OpShift's form."""
     where = ""
     if secret is None:
         secret = os.environ.get("OPSHIFT_SECRET")
@@ -34,20 +36,38 @@ def check_secret(secret: str | None) -> str:
     if len(secret) == 64 and _HEX.issuperset(secret):
         return secret
     stripped = secret.strip()
-    if len(stripped) == 64 and _HEX.issuperset(stripped):
+    if stripped != secret and len(stripped) == 64 and _ANY_HEX.issuperset(stripped):
+        if where:  # from the environment: say so, and fix it there (no Python advice)
+            ends = "ends with a newline" if secret.endswith("\n") else "has spaces around it"
+            raise ConfigurationError(
+                f"The secret in OPSHIFT_SECRET has surrounding whitespace (OPSHIFT_SECRET "
+                f"{ends}, often from a secrets file); remove it where the variable is set."
+            )
         raise ConfigurationError(
-            f"The secret{where} has surrounding whitespace (often a trailing newline from a "
+            "The secret has surrounding whitespace (often a trailing newline from a "
             "secrets file); strip it, e.g. OpShift(secret=value.strip())."
+        )
+    if len(secret) == 64 and _ANY_HEX.issuperset(secret):
+        raise ConfigurationError(
+            f"The secret{where} has uppercase hex digits: OpShift's secrets are lowercase, and "
+            "the signature's key is the secret's exact text, so OpShift would refuse every "
+            "call (401). Use the secret exactly as Settings > Webhook Secret shows it."
         )
     raise ConfigurationError(
         f"The secret{where} must be the 64 hex characters shown in Settings > Webhook Secret; "
         f"this one has {len(secret)} characters"
-        + ("" if _HEX.issuperset(secret) else ", not all of them hex digits")
+        + ("" if _ANY_HEX.issuperset(secret) else ", not all of them hex digits")
         + "."
     )
 
 
 def check_base_url(base_url: str | None) -> str:
+    """``base_url``, or ``OPSHIFT_BASE_URL``'s when None, or the default; checked and with
+    no trailing slash. An error names the variable when the value came from it."""
+    name = "base_url"
+    if base_url is None:
+        base_url = os.environ.get("OPSHIFT_BASE_URL")
+        name = "OPSHIFT_BASE_URL"
     if base_url is None or base_url == "":
         return DEFAULT_BASE_URL
     if not isinstance(base_url, str):
@@ -60,19 +80,26 @@ def check_base_url(base_url: str | None) -> str:
     except ValueError:
         valid = False
     if not valid or parts.scheme not in ("http", "https") or not parts.hostname:
+        if name != "base_url":
+            raise ConfigurationError(
+                f"{name}={base_url:.80} is not an http(s) URL with a host; set it like "
+                f"{DEFAULT_BASE_URL}, or unset it for that default."
+            )
         raise ConfigurationError(
             f"base_url must be an http(s) URL with a host, like {DEFAULT_BASE_URL} "
             f"(got {base_url!r:.80})."
         )
     if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("base_url must not contain credentials; OpShift uses the secret.")
+        raise ConfigurationError(
+            f"{name} must not contain credentials; OpShift uses the secret. Nothing was sent."
+        )
     if (
         parts.query
         or parts.fragment
         or any(c.isspace() or c < " " or c == "\x7f" for c in base_url)
     ):
         raise ConfigurationError(
-            "base_url must not contain a query, fragment, spaces or control characters "
+            f"{name} must not contain a query, fragment, spaces or control characters "
             f"(got {base_url!r:.80})."
         )
     return base_url.rstrip("/")

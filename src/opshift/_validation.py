@@ -85,6 +85,9 @@ def fields_problem(kind: str, fields: dict[str, Any]) -> str | None:
         elif key == "metadata":
             if not isinstance(value, dict):
                 return f"metadata must be a JSON object (a dict), got {type(value).__name__}"
+            found = _key_problem(value, "metadata")
+            if found is not None:
+                return found
             # Flat metadata (the usual case) has no depth or cycle to look for.
             if any(isinstance(child, _CONTAINERS) for child in value.values()):
                 found = _shape_problem(value, 1, "metadata", set())
@@ -151,6 +154,10 @@ def _shape_problem(value: Any, level: int, path: str, active: set[int]) -> str |
     if level > MAX_METADATA_DEPTH:
         return f"metadata must nest at most {MAX_METADATA_DEPTH} levels deep ({path} is deeper)"
     active.add(id(value))
+    if isinstance(value, dict):
+        found = _key_problem(value, path)
+        if found is not None:
+            return found
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, child in items:
         if isinstance(child, _CONTAINERS):
@@ -159,6 +166,22 @@ def _shape_problem(value: Any, level: int, path: str, active: set[int]) -> str |
                 return found
     active.discard(id(value))
     return None
+
+
+def _key_problem(value: dict[Any, Any], path: str) -> str | None:
+    """Refuse a key that is not a string: json would quietly send 1 as "1", None as "null"."""
+    for key in value:
+        if not isinstance(key, str):
+            return (
+                f"{path} has a key of type {type(key).__name__} ({key!r:.20}); JSON keys "
+                "must be strings, and json would change it to one: convert it yourself"
+            )
+    return None
+
+
+def _an(word: str) -> str:
+    """``word`` with its indefinite article: "a datetime", "an object"."""
+    return f"an {word}" if word[:1].lower() in "aeiou" else f"a {word}"
 
 
 def _unencodable(value: Any, path: str) -> str | None:
@@ -179,7 +202,7 @@ def _unencodable(value: Any, path: str) -> str | None:
                 return found
         return None
     return (
-        f"{path} is a {type(value).__name__}, which JSON cannot encode; "
+        f"{path} is {_an(type(value).__name__)}, which JSON cannot encode; "
         "convert it to a string or number first"
     )
 

@@ -36,7 +36,7 @@ class AsyncOpShift:
         retry_backoff: float | None = None,
         retry_policy: RetryPolicy | None = None,
         transport: Transport | None = None,
-        enabled: bool = True,
+        enabled: bool | None = None,
     ) -> None:
         self.sync = OpShift(
             secret,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from . import _log, _validation
@@ -46,9 +45,10 @@ class OpShift:
             (e.g. with an injected ``sleep`` in tests).
         transport: A callable ``(url, body, headers, timeout) -> (status, body_bytes)``;
             defaults to ``UrllibTransport()``.
-        enabled: ``False`` (or ``OPSHIFT_DISABLED=1`` in the environment, which wins) turns
-            the client into a no-op that still validates every call: no secret needed, no
-            network, no threads. For CI runs and laptops without a secret.
+        enabled: ``False`` turns the client into a no-op that still validates every call:
+            no secret needed, no network, no threads. For CI runs and laptops without a
+            secret. Left out (None), ``OPSHIFT_DISABLED=1`` in the environment decides; an
+            explicit ``True`` or ``False`` wins over the environment.
 
     Raises:
         ConfigurationError: A setting is invalid, e.g. the secret is not 64 hex characters.
@@ -64,17 +64,18 @@ class OpShift:
         retry_backoff: float | None = None,
         retry_policy: RetryPolicy | None = None,
         transport: Transport | None = None,
-        enabled: bool = True,
+        enabled: bool | None = None,
     ) -> None:
-        if not isinstance(enabled, bool):
-            raise ConfigurationError(f"enabled must be True or False (got {enabled!r:.40}).")
-        by_environment = enabled and disabled_by_environment()
-        enabled = enabled and not by_environment
+        if enabled is not None and not isinstance(enabled, bool):
+            raise ConfigurationError(
+                f"enabled must be True, False or None for the environment's OPSHIFT_DISABLED "
+                f"(got {enabled!r:.40})."
+            )
+        by_environment = enabled is None and disabled_by_environment()
+        enabled = enabled is not False and not by_environment
         # Disabled, nothing is signed: a placeholder secret in CI must not fail start-up.
         signer = Signer(check_secret(secret)) if enabled else None
-        base_url = check_base_url(
-            base_url if base_url is not None else os.environ.get("OPSHIFT_BASE_URL")
-        )
+        base_url = check_base_url(base_url)
         if retry_policy is None:
             retry_policy = RetryPolicy(
                 _MAX_RETRIES if max_retries is None else max_retries,

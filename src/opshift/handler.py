@@ -129,16 +129,27 @@ class AlertHandler(logging.Handler):
             raise ConfigurationError(
                 "Pass client or outbox, not both: the outbox sends with its own client."
             )
-        super().__init__(handled)
-        self.webhook_url = webhook_url
-        self._owns_client = client is None and outbox is None
+        # Everything that can fail comes before logging.Handler.__init__, which registers
+        # the handler for logging.shutdown(): a failed construction leaves nothing behind.
+        owns_client = client is None and outbox is None
         if outbox is not None:
             client = outbox.client
         elif client is None:
             client = OpShift()
+        owns_outbox = outbox is None
+        if outbox is None:
+            try:
+                outbox = Outbox(client)
+            except BaseException:
+                if owns_client:
+                    client.close()
+                raise
+        super().__init__(handled)
+        self.webhook_url = webhook_url
+        self._owns_client = owns_client
         self.client = client
-        self._owns_outbox = outbox is None
-        self.outbox = outbox if outbox is not None else Outbox(client)
+        self._owns_outbox = owns_outbox
+        self.outbox = outbox
         self._clock = clock
         self._host = _clean(socket.gethostname(), _METADATA_TEXT_LIMIT)
         # (group_key, severity) -> [monotonic time of the last alert sent, repeats since],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -294,3 +296,20 @@ def test_alert_handler_is_exported_lazily() -> None:
     )
     assert repr(handler) == "<AlertHandler 'app-errors' (WARNING)>"
     handler.close()
+
+
+def test_a_failed_construction_leaves_nothing_for_logging_shutdown() -> None:
+    """No secret: AlertHandler() raises, and interpreter exit adds no AttributeError."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSHIFT_")}
+    done = subprocess.run(
+        [sys.executable, "-c", "import opshift\nopshift.AlertHandler('app-errors')\n"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert done.stderr.rstrip().splitlines()[-1].startswith(
+        "opshift.errors.ConfigurationError: No OpShift secret"
+    )
+    assert "AttributeError" not in done.stderr

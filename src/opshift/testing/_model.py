@@ -195,6 +195,15 @@ class Model:
         signature: str | None,
         valid: bool,
     ) -> tuple[int, dict[str, Any]]:
+        if any(mark in key for mark in ("/", "://", "?", "#")):
+            # A URL passed where the id belongs (percent-encoded by an older SDK, or by
+            # hand): OpShift has no such monitor or webhook, and auto-create must not
+            # make one, or the user's test would pass while production gets 404.
+            what = "Ping token" if kind == "ping" else "Webhook"
+            return 404, {
+                "error": f"{what} not found: {key[:80]!r} looks like a URL or path; "
+                "pass the id alone (the last part of the URL)"
+            }
         if kind == "ping" and key not in self.monitors and self.auto_create:
             self.add_monitor(key)
         if kind == "alert" and key not in self.webhooks and self.auto_create:

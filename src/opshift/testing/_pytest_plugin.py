@@ -62,5 +62,6 @@ def opshift_client(opshift_server: OpShiftServer) -> Iterator[OpShift]:
     """
     from opshift import OpShift
 
-    with OpShift(opshift_server.model.secret, base_url=opshift_server.url) as client:
+    secret = opshift_server.model.secret
+    with OpShift(secret, base_url=opshift_server.url, enabled=True) as client:
         yield client

@@ -19,9 +19,16 @@ from ._base import ProxyRefused, ResponseTooLarge
 __all__ = ["translate_exception"]
 
 
-def translate_exception(exc: BaseException, url: str, timeout: float) -> OpShiftError:
+def translate_exception(
+    exc: BaseException, url: str, timeout: float, via: str | None = None
+) -> OpShiftError:
     """Map any low-level failure (urllib, socket, ssl, http.client, a custom transport's
-    exception) to the OpShiftError a caller should see. The one place this happens."""
+    exception) to the OpShiftError a caller should see. The one place this happens.
+
+    ``via`` names the proxy the request went through and the variable that set it
+    (``"the proxy proxy.corp:3128 (from HTTPS_PROXY)"``, never a password): a failure
+    reached through a proxy names it, since the proxy may be its cause.
+    """
     import socket
 
     reason: BaseException = exc
@@ -29,9 +36,12 @@ def translate_exception(exc: BaseException, url: str, timeout: float) -> OpShift
         reason = reason.reason  # type: ignore[attr-defined]
     where = f"POST {url}"
     if isinstance(reason, (TimeoutError, socket.timeout)):
+        through = f" through {via}" if via else ""
         return RequestTimeoutError(
-            f"{where} timed out: no complete response within the {timeout:.3g} s left of the "
-            "call's timeout. OpShift may be slow or unreachable; raise timeout= or retry later."
+            f"{where} timed out{through}: no complete response within the {timeout:.3g} s "
+            "left of the call's timeout. OpShift"
+            + (" or the proxy" if via else "")
+            + " may be slow or unreachable; raise timeout= or retry later."
         )
     if isinstance(reason, ProxyRefused):
         return _proxy_error(where, reason)
@@ -48,7 +58,24 @@ def translate_exception(exc: BaseException, url: str, timeout: float) -> OpShift
             f"{where} failed: the transport raised {type(exc).__name__}: {exc}. "
             "This is a bug in the transport, not a network failure."
         )
+    if via:
+        return NetworkError(f"{where} failed through {via}: {_through_proxy(reason, detail)}")
     return NetworkError(f"{where} failed: {detail}")
+
+
+def _through_proxy(reason: BaseException, detail: str) -> str:
+    """The cause of a failure reached through a proxy, pointing at the proxy where the
+    connection itself failed (it, not OpShift, is what this process connects to)."""
+    import socket
+
+    if isinstance(reason, ConnectionRefusedError):
+        return (
+            f"connection refused ({reason}). Is the proxy running? Check the variable, and "
+            "NO_PROXY; nothing reached OpShift."
+        )
+    if isinstance(reason, socket.gaierror):
+        return f"could not resolve the proxy's host ({reason}). Check the variable and DNS."
+    return detail
 
 
 def _proxy_error(where: str, refused: ProxyRefused) -> OpShiftError:

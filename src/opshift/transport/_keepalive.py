@@ -10,6 +10,7 @@ from .. import _validation
 from ..errors import ConfigurationError, OpShiftError
 from ._base import check_request, check_ssl_context, read_answer
 from ._errors import translate_exception
+from ._proxy import describe_proxy, parse_proxy, proxy_bypass, proxy_settings
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
@@ -120,7 +121,8 @@ class KeepAliveTransport:
                     continue
                 if isinstance(exc, OpShiftError):
                     raise
-                raise translate_exception(exc, url, timeout) from exc
+                via = describe_proxy(url, self._proxies) if route.proxied else None
+                raise translate_exception(exc, url, timeout, via) from exc
             if conn.reusable(response):
                 self._checkin(route.key, conn, response.keep_alive)  # type: ignore[attr-defined]  # a Response: reusable() checked
             else:
@@ -146,8 +148,6 @@ class KeepAliveTransport:
     def _route(self, url: str) -> _Route:
         """Where a URL goes, as urllib would send it; computed once per URL."""
         from urllib.parse import unquote, urlsplit
-
-        from ._proxy import parse_proxy, proxy_bypass, proxy_settings
 
         parts = urlsplit(url)
         scheme, netloc = parts.scheme, parts.netloc
@@ -307,6 +307,7 @@ class _Route:
         "address",
         "key",
         "plain_proxy",
+        "proxied",
         "proxy_authorization",
         "target",
         "tls",
@@ -332,4 +333,5 @@ class _Route:
         self.tunnel_headers = dict(tunnel_headers or {})
         self.proxy_authorization = proxy_authorization
         self.plain_proxy = plain_proxy
+        self.proxied = plain_proxy or tunnel is not None  # through a proxy, either way
         self.key: _Key = (address, tls, tunnel)

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 
 from ..errors import ConfigurationError
 
-__all__ = ["parse_proxy", "proxy_bypass", "proxy_name", "proxy_settings"]
+__all__ = ["describe_proxy", "parse_proxy", "proxy_bypass", "proxy_name", "proxy_settings"]
 
 
 def parse_proxy(value: str) -> tuple[str | None, str | None, str | None, str]:
@@ -73,3 +73,33 @@ def proxy_name(hostport: str, default_port: int) -> str:
     if not host or not port.isdigit():
         host, port = hostport, str(default_port)
     return f"{host}:{port}"
+
+
+def describe_proxy(url: str, proxies: dict[str, str] | None) -> str | None:
+    """Which proxy a request to ``url`` goes through, for an error message, or None:
+    ``"the proxy proxy.corp:3128 (from HTTPS_PROXY)"``, never its user or password."""
+    if not proxies:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        value = proxies.get(parts.scheme)
+        if not value or proxy_bypass(parts.netloc):
+            return None
+        scheme, _, _, hostport = parse_proxy(value)
+    except ValueError:
+        return None
+    default = 443 if scheme == "https" else 80
+    return f"the proxy {proxy_name(unquote(hostport), default)} (from {_variable(parts.scheme)})"
+
+
+def _variable(scheme: str) -> str:
+    """The environment variable urllib took the ``scheme`` proxy from (lowercase first, as
+    urllib reads it), or the system's settings when neither is set."""
+    import os
+
+    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY"):
+        if os.environ.get(name):
+            return name
+    return "the system's proxy settings"
