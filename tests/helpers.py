@@ -6,6 +6,9 @@ import logging
 import os
 import socket
 import ssl
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Sequence
@@ -24,6 +27,8 @@ from opshift import (
     Outbox,
     UrllibTransport,
 )
+from opshift.outbox._delivery import Delivery
+from opshift.outbox._outbox import sender  # the outbox's own seam to its sender
 from opshift.testing import FakeTransport, OpShiftServer
 
 from . import faultserver as fs
@@ -114,7 +119,7 @@ def one_pass(outbox: Outbox) -> bool:
     flush(timeout) never sends past its deadline, so flush(0) sends nothing; tests that
     step delivery one pass at a time (with a fake clock) use this instead.
     """
-    outbox._deliver_due(urgent=True)
+    sender(outbox).delivery.deliver_due(urgent=True)
     return outbox.pending == 0
 
 
@@ -253,3 +258,46 @@ def quiet_logger(name: str) -> logging.Logger:
 def app_alerts(server: OpShiftServer) -> list[Any]:
     """The alert bodies the local OpShift received on the app-errors webhook."""
     return [r.json for r in server.requests if r.path == "/api/alerts/trigger/app-errors"]
+
+
+# -- the outbox tests' helpers ---------------------------------------------------------------
+
+# Where a quiet outbox's fake clock starts: the real time when the tests began, so items
+# it queues to a file are not yet expired for a later outbox on the real clock (a fixed
+# date would expire them once the calendar passed it).
+START = float(int(time.time()))
+
+
+def quiet_outbox(client: OpShift, path: Any = None, **options: Any) -> Outbox:
+    """An outbox with no sender thread and a fake clock: delivery only by flush()."""
+    options.setdefault("clock", Clock(START))
+    options.setdefault("random", lambda: 1.0)
+    return Outbox(client, path, background=False, **options)
+
+
+def delivery(outbox: Outbox) -> Delivery:
+    """The outbox's stores, settings and delivery pass (the seam the sender uses)."""
+    return sender(outbox).delivery
+
+
+def sender_pass(outbox: Outbox) -> float | None:
+    """One pass of the sender, in this thread, backoff respected (unlike one_pass)."""
+    return delivery(outbox).deliver_due()
+
+
+def bodies(server: OpShiftServer, path: str) -> list[Any]:
+    """The JSON bodies the server received on one path, in arrival order."""
+    return [r.json for r in server.requests if r.path == path]
+
+
+def python(code: str, **kwargs: Any) -> subprocess.Popen[str]:
+    """Run ``code`` (dedented) in a new Python process that imports this checkout's SDK."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )

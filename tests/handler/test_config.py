@@ -15,6 +15,7 @@ import pytest
 
 import opshift
 from opshift import AlertHandler, ConfigurationError, OpShift, OpShiftError, Outbox
+from opshift.outbox._outbox import sender
 from opshift.testing import FakeTransport, OpShiftServer
 
 from ..helpers import (
@@ -245,7 +246,7 @@ def test_disabled_mode_builds_and_validates_but_sends_and_starts_nothing(
         log.removeHandler(handler)
     assert [fields["title"] for fields in queued] == ["Payment 7 failed"]
     assert handler.outbox.pending == 0
-    assert handler.outbox._thread is None
+    assert sender(handler.outbox).thread is None
     handler.close()
 
 

@@ -23,7 +23,7 @@ __all__ = ["format_age", "outbox"]
 
 def outbox(args: argparse.Namespace) -> int:
     """List an outbox file's waiting items, or deliver them with --flush."""
-    from .._outbox_store import read_summary
+    from ..outbox._sqlite import read_summary
 
     if not os.path.isfile(args.path):
         print(f"opshift: error: no outbox file at {args.path!r}", file=sys.stderr)

@@ -1,0 +1,191 @@
+"""``MemoryStore``: items in this process's memory, lost if the process dies."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+
+from ._store import BATCH, Finish, Item, Work
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Items in this process's memory; lost if the process dies. Thread-safe.
+
+    A claim lasts until ``finish`` releases it: no other sender shares this memory.
+
+    Args:
+        first_id: The first id handed out (a spill store counts from far above the file's).
+    """
+
+    def __init__(self, first_id: int = 1) -> None:
+        self._first_id = first_id
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[Item]] = {}
+        self._failures: dict[str, int] = {}
+        self._next_attempt: dict[str, float] = {}
+        self._claimed: set[str] = set()
+        self._count = 0
+        self._next_id = self._first_id
+
+    def add(
+        self, kind: str, destination: str, body: bytes, is_up: bool, created: float, limit: int
+    ) -> tuple[int, Item | None]:
+        """Store an item unless full; return (its id, the item dropped to make room, if any).
+
+        When full, the oldest waiting ``up`` ping makes room; if there is none, the new
+        item is not stored: its id is 0 and it is itself returned as the dropped one.
+        """
+        with self._lock:
+            dropped = None
+            if self._count >= limit:
+                dropped = self._pop_oldest_up()
+                if dropped is None:
+                    return 0, Item(0, kind, destination, body, is_up, created)
+            item = Item(self._next_id, kind, destination, body, is_up, created)
+            self._next_id += 1
+            queue = self._queues.get(destination)
+            if queue is None:
+                queue = self._queues[destination] = deque()
+            queue.append(item)
+            self._count += 1
+            return item.id, dropped
+
+    def _pop_oldest_up(self) -> Item | None:
+        oldest: Item | None = None
+        for destination, queue in self._queues.items():
+            if destination in self._claimed:
+                continue
+            for item in queue:
+                if item.is_up and (oldest is None or item.id < oldest.id):
+                    oldest = item
+                    break  # the first up ping of a queue is its oldest
+        if oldest is not None:
+            self._queues[oldest.destination].remove(oldest)
+            self._count -= 1
+        return oldest
+
+    def count(self) -> int:
+        """How many items wait."""
+        return self._count
+
+    def expire(self, up_before: float, any_before: float, now: float) -> list[Item]:
+        """Remove and return items too old to send, except those a sender is sending now."""
+        expired: list[Item] = []
+        with self._lock:
+            for destination, queue in self._queues.items():
+                if destination in self._claimed:
+                    continue
+                kept = deque(i for i in queue if not _expired(i, up_before, any_before))
+                if len(kept) != len(queue):
+                    expired.extend(i for i in queue if _expired(i, up_before, any_before))
+                    self._queues[destination] = kept
+            self._count -= len(expired)
+            self._forget_empty()
+        return expired
+
+    def claim(
+        self, now: float, lease: float, *, urgent: bool = False, skip: frozenset[str] = frozenset()
+    ) -> Work | None:
+        """Claim the ready destination whose oldest item is oldest; None if none is ready.
+
+        ``urgent`` ignores backoff (a flush tries everything now); ``skip`` leaves out
+        destinations already tried in this pass.
+        """
+        with self._lock:
+            best: tuple[int, str] | None = None
+            for destination, queue in self._queues.items():
+                if destination in self._claimed or destination in skip or not queue:
+                    continue
+                if not urgent and self._next_attempt.get(destination, 0.0) > now:
+                    continue
+                if best is None or queue[0].id < best[0]:
+                    best = (queue[0].id, destination)
+            if best is None:
+                return None
+            destination = best[1]
+            self._claimed.add(destination)
+            items = list(itertools.islice(self._queues[destination], BATCH))
+            return Work(destination, self._failures.get(destination, 0), items)
+
+    def finish(self, result: Finish) -> bool:
+        """Remove delivered or dropped items; store the backoff; release the claim if asked.
+
+        Returns True (a claim in memory cannot be lost to another sender).
+        """
+        destination = result.destination
+        with self._lock:
+            queue = self._queues.get(destination)
+            if queue is not None and result.done:
+                gone = set(result.done)
+                kept = deque(i for i in queue if i.id not in gone)
+                self._count -= len(queue) - len(kept)
+                self._queues[destination] = kept
+            self._failures[destination] = result.failures
+            self._next_attempt[destination] = result.next_attempt
+            if result.release:
+                self._claimed.discard(destination)
+            self._forget_empty()
+        return True
+
+    def next_due(self) -> float | None:
+        """The earliest time a destination with items may be tried (0 for now); None if empty."""
+        with self._lock:
+            due = [
+                self._next_attempt.get(d, 0.0)
+                for d, q in self._queues.items()
+                if q and d not in self._claimed
+            ]
+        return min(due) if due else None
+
+    def destinations(self) -> set[str]:
+        """The destinations that have waiting items."""
+        with self._lock:
+            return {d for d, q in self._queues.items() if q}
+
+    def unclaimed_items(self) -> list[Item]:
+        """Every item no sender is sending, oldest first (to move them into the file)."""
+        with self._lock:
+            items = [
+                item
+                for destination, queue in self._queues.items()
+                if destination not in self._claimed
+                for item in queue
+            ]
+        return sorted(items, key=lambda item: item.id)
+
+    def discard(self, items: list[Item]) -> None:
+        """Forget these items (they were moved elsewhere)."""
+        by_destination: dict[str, list[int]] = {}
+        for item in items:
+            by_destination.setdefault(item.destination, []).append(item.id)
+        for destination, ids in by_destination.items():
+            self.finish(Finish(destination, tuple(ids), release=False))
+
+    def _forget_empty(self) -> None:
+        # An empty queue needs no backoff state either: its next item starts afresh.
+        for destination in [d for d, q in self._queues.items() if not q]:
+            if destination not in self._claimed:
+                del self._queues[destination]
+                self._next_attempt.pop(destination, None)
+                self._failures.pop(destination, None)
+
+    def locks(self) -> list[threading.Lock]:
+        """The locks to hold across fork(), so the child inherits none of them held."""
+        return [self._lock]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def after_fork(self) -> None:
+        """A forked child starts empty: the parent delivers what it had queued."""
+        self._reset()
+
+
+def _expired(item: Item, up_before: float, any_before: float) -> bool:
+    return item.created < any_before or (item.is_up and item.created < up_before)

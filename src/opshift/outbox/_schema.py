@@ -1,0 +1,168 @@
+"""The outbox file itself: its schema and migrations, and opening it safely.
+
+Every outbox file carries ``PRAGMA application_id`` ``APPLICATION_ID`` and its schema
+version in ``PRAGMA user_version``; a file without them is an outbox only while it holds
+no tables. A spool file outlives the code that wrote it, so each schema change is a new
+step in ``MIGRATIONS``, applied in one transaction when the file is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+
+from ..errors import ConfigurationError
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "check_kind",
+    "connect",
+    "open_file",
+    "transaction",
+    "unusable",
+]
+
+# Bump when the schema changes, and add the step to MIGRATIONS: a spool file outlives
+# the code that wrote it.
+SCHEMA_VERSION = 1
+# PRAGMA application_id of every outbox file ("OPSH"): no other SQLite file is mistaken
+# for one, whatever its user_version.
+APPLICATION_ID = 0x4F505348
+MIGRATIONS = {
+    1: (
+        "CREATE TABLE IF NOT EXISTS items ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"  # FIFO order; never reused
+        " kind TEXT NOT NULL,"  # 'ping' or 'alert'
+        " destination TEXT NOT NULL,"  # the request path, e.g. /api/ping/payments-worker
+        " body BLOB NOT NULL,"  # the unsigned JSON body, exactly as it will be sent
+        " is_up INTEGER NOT NULL,"  # 1 for an 'up' ping: expires after ping_ttl, dropped first
+        " created REAL NOT NULL)",  # wall-clock seconds, comparable across processes
+        "CREATE TABLE IF NOT EXISTS destinations ("
+        " destination TEXT PRIMARY KEY,"
+        " failures INTEGER NOT NULL DEFAULT 0,"  # consecutive retryable failures
+        " next_attempt REAL NOT NULL DEFAULT 0,"  # backoff: nothing is sent before this
+        " lease_until REAL NOT NULL DEFAULT 0,"  # claimed by `owner` until then
+        " owner TEXT NOT NULL DEFAULT '')",
+    ),
+}
+
+
+class transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): one writer at a time."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:  # SQLite may have ended it already (disk full)
+            with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
+                self.conn.execute("ROLLBACK")
+
+
+def open_file(path: str, wait: float) -> sqlite3.Connection:
+    """Create the file 0600 if needed, open it in WAL mode and bring its schema up to date.
+
+    Raises:
+        ConfigurationError: the path cannot be created or written, is not an opshift
+            outbox, or was written by a newer opshift.
+    """
+    try:
+        # Created here, not by sqlite, so its mode is 0600 from the first byte; sqlite
+        # gives the -wal and -shm files the same mode.
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            info = os.fstat(fd)
+            owner = getattr(os, "geteuid", lambda: info.st_uid)()
+            if info.st_mode & 0o077 and info.st_uid == owner:  # made looser by someone else
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot create or write the outbox file {path!r}: {exc.strerror or exc}. "
+            "Pass a path in a directory this process can write, e.g. under /var/lib/<app>/."
+        ) from exc
+    for companion in (path + "-wal", path + "-shm"):  # left by an earlier, looser run
+        try:
+            if stat.S_IMODE(os.stat(companion).st_mode) & 0o077:
+                os.chmod(companion, 0o600)
+        except OSError:
+            pass
+    conn = connect(path, wait)
+    try:
+        _migrate(conn, path)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise unusable(path, exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def connect(path: str, wait: float) -> sqlite3.Connection:
+    """A connection in WAL mode with ``synchronous=NORMAL``, waiting ``wait`` s for locks."""
+    try:
+        conn = sqlite3.connect(path, timeout=wait, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise unusable(path, exc) from exc
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise unusable(path, exc) from exc
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Apply every schema step between the file's user_version and ours, in one transaction."""
+    with transaction(conn):
+        version = check_kind(conn, path)
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[step]:
+                conn.execute(statement)
+        if version != SCHEMA_VERSION:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def check_kind(conn: sqlite3.Connection, path: str) -> int:
+    """Return the file's schema version, or raise unless it is an outbox (or a new file)."""
+    (application_id,) = conn.execute("PRAGMA application_id").fetchone()
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if application_id == 0 and version == 0:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        if tables:  # someone else's database: never add our tables to it
+            raise ConfigurationError(
+                f"{path!r} is a SQLite database, but not an opshift outbox (it has tables such "
+                f"as {tables[0][0]!r}); give the Outbox a path of its own."
+            )
+        return 0
+    if application_id != APPLICATION_ID:
+        raise ConfigurationError(
+            f"{path!r} is a SQLite database, but not an opshift outbox (application_id "
+            f"{application_id}); give the Outbox a path of its own."
+        )
+    if version > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"The outbox file {path!r} has schema version {version}, newer than this "
+            f"opshift understands ({SCHEMA_VERSION}); upgrade opshift or use another path."
+        )
+    return int(version)
+
+
+def unusable(path: str, exc: sqlite3.Error) -> ConfigurationError:
+    return ConfigurationError(
+        f"Cannot use {path!r} as an outbox: {exc}. It must be an opshift outbox (or a new "
+        "file) on a local disk this process can write."
+    )

@@ -1,0 +1,164 @@
+"""The sender: one daemon thread per outbox that runs delivery passes, and its lifecycle.
+
+It is started by the first item (or by a file that already holds items), woken by each
+new item, ends after ``IDLE_EXIT`` seconds with nothing to do, and is restarted by the
+next item. Without it (``background=False``, or no thread can start at interpreter
+shutdown) a flush runs the passes in the calling thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from . import _delivery
+
+__all__ = ["IDLE_EXIT", "Sender"]
+
+IDLE_EXIT = 30.0  # a sender with nothing to do for this long ends; the next item restarts it
+
+
+class Sender:
+    """Run an outbox's delivery passes in a thread of their own, and flush or stop them.
+
+    Args:
+        delivery: The outbox's stores and the pass to run.
+        background: False starts no thread: passes run only in a flush, in the caller.
+        exit_timeout: How long the exit flush may take, in seconds.
+
+    Attributes:
+        lock: Held while queuing, closing, and starting or ending the thread, so an item is
+            never queued to an outbox that has closed or whose sender is just ending.
+        closed: Set under ``lock`` by close(); nothing is queued after it.
+        thread: The running sender thread, or None.
+    """
+
+    def __init__(
+        self, delivery: _delivery.Delivery, *, background: bool, exit_timeout: float
+    ) -> None:
+        self.delivery = delivery
+        self.background = background
+        self.exit_timeout = exit_timeout
+        self.closed = False
+        self._init_threading()
+
+    def _init_threading(self) -> None:
+        self.lock = threading.Lock()
+        self._wakeup = threading.Event()  # set: the sender should look at the stores now
+        self._passed = threading.Condition()  # notified after each of the sender's passes
+        self._urgent = False
+        self.thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        """Make the sender look at the stores now (an item was queued)."""
+        if not self._wakeup.is_set():  # while the sender is busy, this takes no lock
+            self._wakeup.set()
+
+    def start(self) -> bool:
+        """Start the sender thread if it is not running; False if it cannot run now."""
+        thread = self.thread
+        if thread is not None and thread.is_alive():
+            return True
+        thread = threading.Thread(target=self._run, name="opshift-outbox", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            return False
+        self.thread = thread
+        return True
+
+    def flush(self, deadline: float, *, start: bool) -> bool:
+        """Deliver what waits until ``deadline`` (monotonic), trying every destination now.
+
+        The sender thread does it if it runs (or, with ``start``, can be started); else the
+        passes run here. True when nothing is pending.
+        """
+        running = self.thread is not None and self.thread.is_alive()
+        if self.background and (running or (start and self.start())):
+            return self._wait_for_sender(deadline)
+        return self._deliver_inline(deadline)
+
+    def stop(self, deadline: float) -> threading.Thread | None:
+        """Flush until ``deadline`` without starting a thread, then end the sender.
+
+        Returns:
+            The sender thread, joined until ``deadline`` (it may still be mid-send), or None.
+        """
+        self.flush(deadline, start=False)
+        self.delivery.stopping = True
+        self._wakeup.set()
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return thread
+
+    def _wait_for_sender(self, deadline: float) -> bool:
+        self._urgent = True
+        self._wakeup.set()
+        while True:
+            if self.delivery.count_pending() == 0:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._passed:
+                # Woken after each of the sender's passes; re-check now and then regardless,
+                # since other processes may deliver items from a shared file.
+                self._passed.wait(min(remaining, 0.2))
+
+    def _deliver_inline(self, deadline: float) -> bool:
+        urgent = True
+        while True:
+            delay = self.delivery.deliver_due(urgent=urgent, deadline=deadline)
+            urgent = False
+            if self.delivery.count_pending() == 0:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._wakeup.wait(min(remaining, delay if delay is not None else 0.2, 1.0))
+            self._wakeup.clear()
+
+    def _run(self) -> None:
+        delivery = self.delivery
+        idle_since = time.monotonic()
+        while not delivery.stopping:
+            # Cleared before looking at the stores: an item queued during the pass sets it
+            # again, so the wait below returns at once instead of missing it.
+            self._wakeup.clear()
+            urgent, self._urgent = self._urgent, False
+            try:
+                delay = delivery.deliver_due(urgent=urgent)
+            except Exception as exc:  # a store or client bug must not end delivery for good
+                delivery.store_failed(exc)
+                delay = 5.0
+            with self._passed:
+                self._passed.notify_all()  # flush() waiters re-check pending
+            if delay is not None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= IDLE_EXIT:
+                with self.lock:  # queuing starts a new sender under this same lock
+                    if not self._wakeup.is_set() and delivery.count_pending() == 0:
+                        self.thread = None  # so the outbox can be collected if dropped
+                        return
+            if delivery.path is not None:
+                poll = _delivery.IDLE_POLL
+                delay = poll if delay is None else min(delay, poll)
+            if not delivery.stopping:
+                self._wakeup.wait(delay if delay is not None else IDLE_EXIT)
+
+    def flush_at_exit(self) -> None:
+        """At interpreter exit: flush for at most exit_timeout, unless closed or disabled."""
+        if self.closed or self.delivery.store is None:
+            return
+        if self.delivery.count_pending():
+            self.flush(time.monotonic() + self.exit_timeout, start=True)
+
+    def locks(self) -> list[threading.Lock]:
+        """Every lock a fork() must not split: the lifecycle lock, then the stores'."""
+        return [self.lock, *self.delivery.locks()]
+
+    def after_fork(self) -> None:
+        """In a forked child: a thread, locks and connections of its own; no parent items."""
+        self.delivery.after_fork()
+        self._init_threading()

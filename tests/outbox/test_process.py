@@ -1,0 +1,246 @@
+"""The sender thread and the process: it starts, wakes, ends when idle and survives a bug;
+flush, close and the exit flush keep their deadlines; fork() leaves each process its own."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opshift import (
+    OpShift,
+    UrllibTransport,
+)
+from opshift.outbox import Outbox, _delivery, _sender
+from opshift.outbox._outbox import sender
+from opshift.testing import FakeTransport, OpShiftServer
+
+from ..helpers import SECRET, bodies, delivery, in_forked_child, python, quiet_outbox, refused_url
+
+
+def test_the_sender_delivers_without_a_flush(live: OpShiftServer) -> None:
+    """Queuing wakes the background sender by itself: the alert arrives with no flush()."""
+    arrived = threading.Event()
+    inner = UrllibTransport()
+
+    def transport(
+        url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        answer = inner(url, body, headers, timeout)
+        arrived.set()
+        return answer
+
+    outbox = Outbox(OpShift(SECRET, base_url=live.url, transport=transport))
+    outbox.alert("h", title="unprompted")
+    assert arrived.wait(10)
+    outbox.close()
+    assert bodies(live, "/api/alerts/trigger/h") == [{"title": "unprompted"}]
+
+
+def test_an_idle_sender_ends_so_a_dropped_outbox_can_be_collected(
+    live: OpShiftServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing left to send the thread ends after a while; queuing again restarts it."""
+    import gc
+    import weakref
+
+    monkeypatch.setattr(_sender, "IDLE_EXIT", 0.0)
+    outbox = Outbox(OpShift(SECRET, base_url=live.url))
+    outbox.alert("h", title="first")
+    first = sender(outbox).thread
+    assert first is not None
+    assert outbox.flush(10)
+    first.join(10)
+    assert not first.is_alive()
+    outbox.alert("h", title="second")  # a new sender starts for it
+    second = sender(outbox).thread
+    assert second is not None and second is not first
+    assert outbox.flush(10)
+    assert [b["title"] for b in bodies(live, "/api/alerts/trigger/h")] == ["first", "second"]
+    second.join(10)
+    assert sender(outbox).thread is None
+    ref = weakref.ref(outbox)
+    del outbox
+    gc.collect()
+    assert ref() is None
+
+
+def test_the_sender_survives_a_failing_pass_and_says_so_once(
+    live: OpShiftServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error in a sender pass is logged (once) and delivery goes on."""
+    outbox = Outbox(OpShift(SECRET, base_url=live.url))
+    real = delivery(outbox).deliver_due
+    calls = 0
+
+    def flaky(**kwargs: Any) -> float | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in a store")
+        return real(**kwargs)
+
+    monkeypatch.setattr(delivery(outbox), "deliver_due", flaky)
+    monkeypatch.setattr(_delivery, "IDLE_POLL", 0.01)
+    outbox.alert("h", title="t")
+    sender(outbox).wake()  # the failing pass waits 5 s; wake it rather than wait
+    assert outbox.flush(10)
+    outbox.close()
+    errors = [r for r in caplog.records if "could not use its queue" in r.getMessage()]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None  # a bug: with its traceback
+    assert bodies(live, "/api/alerts/trigger/h") == [{"title": "t"}]
+
+
+def test_when_no_thread_can_start_flush_delivers_in_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At interpreter shutdown no thread can start: the outbox delivers in the caller."""
+    fake = FakeTransport(SECRET)
+    outbox = Outbox(OpShift(SECRET, transport=fake))
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert outbox.alert("h", title="t") > 0  # queued, even with no sender
+    assert outbox.flush(10)
+    assert [r.json for r in fake.requests] == [{"title": "t"}]
+
+
+def test_close_twice_and_use_after_close_are_calm(tmp_path: Path) -> None:
+    """A second close() repeats the first's answer; pending and flush() after it are calm."""
+    outbox = quiet_outbox(OpShift(SECRET, base_url=refused_url()), tmp_path / "o.sqlite3")
+    outbox.alert("h", title="t")
+    with outbox:
+        assert outbox.close(0) is False
+    assert outbox.close() is False
+    assert outbox.pending == 1
+    assert outbox.flush(1) is False
+
+
+def test_flush_close_and_exit_keep_their_deadlines_without_a_sender_thread() -> None:
+    """Inline flush, close(0) and the exit flush keep their deadlines while OpShift hangs."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        outbox = Outbox(OpShift(SECRET, base_url=url, timeout=30), background=False)
+        for n in range(4):
+            outbox.alert(f"hook-{n}", title="t")
+        started = time.monotonic()
+        assert outbox.flush(0.5) is False
+        flushed_in = time.monotonic() - started
+        started = time.monotonic()
+        assert outbox.close(0) is False
+        closed_in = time.monotonic() - started
+        code = f"""
+            import time
+            from opshift import OpShift, Outbox
+            outbox = Outbox(OpShift({SECRET!r}, base_url={url!r}, timeout=30),
+                            background=False, exit_timeout=0.5)
+            for n in range(4):
+                outbox.alert(f"hook-{{n}}", title="t")
+            """
+        child = python(code)
+        started = time.monotonic()
+        child.communicate(timeout=60)
+        exited_in = time.monotonic() - started
+    assert flushed_in < 5  # one hung send bounded by what was left, not 4 x 30 s
+    assert closed_in < 1
+    assert exited_in < 10
+    assert outbox.stats["retried"] <= 1  # a send cut short by the deadline is one retry
+
+
+def test_exit_flush_delivers_and_is_bounded(live: OpShiftServer) -> None:
+    """At interpreter exit the outbox flushes; a hung OpShift costs at most exit_timeout."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        hung = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        code = """
+            import time
+            from opshift import OpShift, Outbox
+            outbox = Outbox(OpShift({secret!r}, base_url={url!r}, timeout=30), exit_timeout=0.5)
+            outbox.alert("deploy-failures", title="sent at exit")
+            started = time.monotonic()
+            import atexit
+            atexit.register(lambda: print(round(time.monotonic() - started, 1), flush=True))
+            """
+        hung_child = python(code.format(secret=SECRET, url=hung))
+        out, err = hung_child.communicate(timeout=60)
+    assert hung_child.returncode == 0, err
+    assert float(out.strip()) < 10  # bounded by exit_timeout, far from the 30 s send timeout
+    ok_child = python(code.format(secret=SECRET, url=live.url))
+    out, err = ok_child.communicate(timeout=60)
+    assert ok_child.returncode == 0, err
+    assert bodies(live, "/api/alerts/trigger/deploy-failures") == [{"title": "sent at exit"}]
+
+
+def test_exit_flush_delivers_a_file_outbox(live: OpShiftServer, tmp_path: Path) -> None:
+    """A cron job that queues to a file and exits has its items delivered by the exit flush."""
+    code = f"""
+        from opshift import OpShift, Outbox
+        outbox = Outbox(OpShift({SECRET!r}, base_url={live.url!r}), {str(tmp_path / "o.db")!r})
+        for n in range(3):
+            outbox.alert("deploy-failures", title=f"t{{n}}")
+        """
+    child = python(code)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert "Could not flush" not in err
+    assert [b["title"] for b in bodies(live, "/api/alerts/trigger/deploy-failures")] == [
+        "t0",
+        "t1",
+        "t2",
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, on purpose
+def test_forked_child_gets_its_own_outbox_and_no_parent_items(live: OpShiftServer) -> None:
+    """After fork() the child's in-memory outbox is empty and delivers its own items."""
+    outbox = quiet_outbox(OpShift(SECRET, base_url=live.url), clock=time.time)
+    outbox.alert("parent-hook", title="the parent's")
+
+    def child() -> bytes:
+        empty = outbox.pending == 0
+        outbox.alert("child-hook", title="the child's")
+        sent = outbox.flush(10)
+        return f"{empty},{sent}".encode()
+
+    assert in_forked_child(child) == b"True,True"
+    assert outbox.pending == 1
+    assert outbox.flush(10)
+    assert [r.path for r in live.requests] == [
+        "/api/alerts/trigger/child-hook",
+        "/api/alerts/trigger/parent-hook",
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, on purpose
+def test_forked_child_uses_the_file_with_connections_of_its_own(
+    live: OpShiftServer, tmp_path: Path
+) -> None:
+    """After fork() a file outbox works in both processes, each with its own connections."""
+    path = tmp_path / "o.sqlite3"
+    outbox = quiet_outbox(OpShift(SECRET, base_url=live.url), path, clock=time.time)
+    outbox.alert("parent-hook", title="the parent's")
+
+    def child() -> bytes:
+        seen = outbox.pending
+        outbox.alert("child-hook", title="the child's")
+        sent = outbox.flush(10)
+        return f"{seen},{sent}".encode()
+
+    assert in_forked_child(child) == b"1,True"  # the child delivered both: one file, shared
+    assert outbox.pending == 0
+    assert sorted(r.path for r in live.requests) == [
+        "/api/alerts/trigger/child-hook",
+        "/api/alerts/trigger/parent-hook",
+    ]
+    outbox.alert("parent-hook", title="again")
+    assert outbox.flush(10)
