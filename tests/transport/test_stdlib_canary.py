@@ -94,8 +94,7 @@ def test_the_stdlib_still_calls_what_we_override_and_sets_what_we_read(
 
 
 def test_the_chunked_read_paths_still_go_through_get_chunk_left() -> None:
-    """Every way http.client reads a chunked body (read, read1, peek, readinto...) goes
-    through _get_chunk_left, where the CRLF after each chunk is checked."""
+    """Every chunked read path of http.client goes through our checked _get_chunk_left."""
     readers = [
         function
         for name, function in vars(http.client.HTTPResponse).items()

@@ -1,7 +1,8 @@
 """``opshift ping`` and ``opshift alert``, and the client every sending command builds.
 
-Each command returns its exit status and lets OpShiftError propagate: ``main`` turns it
-into one line on stderr and exit status 1 (2 for a ConfigurationError).
+Each command checks its call before sending anything (a broken rule is a ``UsageError``:
+exit 2), then sends it and lets OpShiftError propagate: ``main`` turns it into one line on
+stderr and exit status 1 (2 for a ConfigurationError).
 """
 
 from __future__ import annotations
@@ -9,7 +10,11 @@ from __future__ import annotations
 import json
 import sys
 
+from .._call import ALERT, PING, Caller, fields_given
+from .._config import DEFAULT_BASE_URL, check_base_url
 from ..client import OpShift
+from ..errors import ConfigurationError, OpShiftError
+from ._parser import UsageError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING: typing would cost a cron job 2 ms per run
 if TYPE_CHECKING:
@@ -17,15 +22,24 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-__all__ = ["alert", "client_from", "ping"]
+    from .._call import Kind
+
+__all__ = ["alert", "check_call", "client_from", "ping"]
 
 
 def client_from(args: argparse.Namespace) -> OpShift:
     """Build the client from --base-url and --timeout, saying on stderr if it sends nothing.
 
     Raises:
-        ConfigurationError: no usable secret or base URL in the environment.
+        ConfigurationError: no usable secret or base URL; a bad --base-url is named so.
     """
+    if args.base_url is not None:
+        try:
+            check_base_url(args.base_url)
+        except ConfigurationError as error:
+            text = str(error)
+            named = text.replace("base_url", "--base-url", 1)
+            raise ConfigurationError(named if named != text else f"--base-url: {text}") from error
     client = OpShift(base_url=args.base_url, timeout=args.timeout)
     if not client.enabled:
         print(
@@ -36,8 +50,27 @@ def client_from(args: argparse.Namespace) -> OpShift:
     return client
 
 
+def check_call(kind: Kind, key: str, fields: dict[str, Any]) -> None:
+    """Check a call by the rules every client applies before sending, sending nothing.
+
+    A caller without a signer or transport prepares exactly as the client's own does, and
+    needs no secret: ``opshift run`` checks its flags before its command starts.
+
+    Raises:
+        UsageError: the id or a field breaks a documented limit (exit 2, not OpShift's 400).
+    """
+    try:
+        Caller(DEFAULT_BASE_URL, None, None).prepare(kind, key, fields)
+    except OpShiftError as error:
+        raise UsageError(str(error)) from error
+
+
 def ping(args: argparse.Namespace) -> int:
-    """Send the heartbeat ping and print OpShift's answer unless --quiet; return 0."""
+    """Check, send the heartbeat ping and print OpShift's answer unless --quiet; return 0."""
+    fields = fields_given(
+        status=args.status, reason=args.reason, group_key=args.group_key, metadata=args.metadata
+    )
+    check_call(PING, args.token, fields)
     result = client_from(args).ping(
         args.token,
         status=args.status,
@@ -49,7 +82,15 @@ def ping(args: argparse.Namespace) -> int:
 
 
 def alert(args: argparse.Namespace) -> int:
-    """Raise the alert and print OpShift's answer unless --quiet; return 0."""
+    """Check, raise the alert and print OpShift's answer unless --quiet; return 0."""
+    fields = fields_given(
+        title=args.title,
+        description=args.description,
+        severity=args.severity,
+        metadata=args.metadata,
+        group_key=args.group_key,
+    )
+    check_call(ALERT, args.webhook, fields)
     result = client_from(args).alert(
         args.webhook,
         title=args.title,

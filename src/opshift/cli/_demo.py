@@ -2,6 +2,8 @@
 
 A show, not a tool: it needs no account, makes a throwaway secret (safe to print, unlike a
 real one), and writes each request, response and signature check to the stream it is given.
+It talks straight to its own loopback server (``LoopbackTransport``): the user's proxy
+settings are for reaching OpShift, not 127.0.0.1. A step that fails says why.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import sys
 from ..client import OpShift
 from ..errors import OpShiftError
 from ..testing import OpShiftServer
-from ..transport import UrllibTransport
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, like the other cli modules
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, Callable, TextIO
 
-__all__ = ["DEMO_METADATA", "demo"]
+__all__ = ["DEMO_METADATA", "LoopbackTransport", "demo"]
 
 DEMO_METADATA = {"batch": 1247, "durationMs": 832}
 
@@ -37,7 +38,7 @@ def demo(out: TextIO) -> int:
     with OpShiftServer(secret) as server:
         server.add_monitor("payments-worker", "Payments worker")
         server.add_webhook("deploy-failures", default_severity="sev2")
-        show = _ShowingTransport(UrllibTransport(), server, out)
+        show = _ShowingTransport(LoopbackTransport(), server, out)
         client = OpShift(secret, base_url=server.url, transport=show)
         out.write(
             f"OpShift demo: a local OpShift-compatible server is listening on {server.url}\n"
@@ -85,6 +86,13 @@ def demo(out: TextIO) -> int:
                 step()
             except OpShiftError as error:
                 out.write(f"   raised {type(error).__name__}: {error}\n")
+        if not server.requests:
+            print(
+                "opshift: no request reached the demo's own server on 127.0.0.1; "
+                "each step above says what failed.",
+                file=sys.stderr,
+            )
+            return 1
         body = server.requests[0].body.decode()
         out.write(
             "\nCheck a signature yourself, as OpShift's docs do:\n"
@@ -112,8 +120,32 @@ class _ShowingTransport:
         for name, value in headers.items():
             write(f"   {name}: {value}\n")  # the demo's throwaway signature: safe to show
         write(f"   {body.decode() or '(empty body)'}\n")
+        seen = len(self._server.requests)
         status, data = self._inner(url, body, headers, timeout)
         write(f"<- {status} {data.decode('utf-8', 'replace')}\n")
-        checked = self._server.requests[-1].signature_valid
-        write(f"   server: signature {'valid' if checked else 'INVALID'}\n")
+        if len(self._server.requests) > seen:
+            checked = self._server.requests[seen].signature_valid
+            write(f"   server: signature {'valid' if checked else 'INVALID'}\n")
+        else:
+            write("   server: this answer did not come from the demo's server\n")
         return status, data
+
+
+class LoopbackTransport:
+    """A transport straight to a server on this machine: no proxy, whatever the environment
+    says (HTTP_PROXY would otherwise catch 127.0.0.1 unless NO_PROXY lists it)."""
+
+    def __call__(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+        try:
+            connection.request("POST", parts.path, body, dict(headers))
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()

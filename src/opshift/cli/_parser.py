@@ -11,48 +11,18 @@ import json
 
 from .. import _validation
 from .._version import __version__
+from ._help import EPILOGS
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING: typing would cost a cron job 2 ms per run
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-__all__ = ["Choices", "build_parser"]
+__all__ = ["Choices", "UsageError", "build_parser"]
 
-_PING_EXAMPLES = """examples:
-  opshift ping payments-worker
-  opshift ping payments-worker --status down --reason "stripe timeout"
-  opshift ping nightly-etl --metadata '{"rows": 1247}' --quiet
-"""
-_ALERT_EXAMPLES = """examples:
-  opshift alert deploy-failures --title "Deploy failed: api-gateway" --severity sev1
-  opshift alert deploy-failures --title "Migration failed" \\
-      --description "exited with code 137" --group-key deploy:api-gateway \\
-      --metadata '{"commit": "a1b2c3"}'
-"""
-_RUN_EXAMPLES = """examples:
-  opshift run nightly-backup -- /usr/local/bin/backup.sh --full
-  0 3 * * *  OPSHIFT_SECRET=... opshift run nightly-backup -- pg_dump -f /backups/db.sql
 
-Pings up when the command exits 0, otherwise down with "exit code N" (or the signal),
-with the duration and the last lines of stderr. Output streams through unchanged, and
-opshift exits with the command's own status whatever happens to the ping.
-"""
-_OUTBOX_EXAMPLES = """examples:
-  opshift outbox /var/lib/app/opshift-outbox.sqlite3
-  opshift outbox /var/lib/app/opshift-outbox.sqlite3 --flush --timeout 60
-  */10 * * * *  OPSHIFT_SECRET=... opshift outbox /var/lib/app/opshift-outbox.sqlite3 --flush -q
-
-Lists what waits (per kind and destination, with the oldest item's age). With --flush,
-delivers it and exits 0 when the outbox is empty, 1 when items are left (OpShift
-unreachable, backing off, or being sent by another process).
-"""
-_DEMO_EXAMPLES = """examples:
-  opshift demo
-
-Starts a local OpShift-compatible server with a throwaway secret, sends signed pings
-and alerts through the real client, and prints each request and response.
-"""
+class UsageError(Exception):
+    """A call that breaks a rule, found before sending: ``main`` prints it and exits 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,19 +41,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--metadata", type=_json_object, help="a JSON object, e.g. '{\"rows\": 3}'"
     )
 
+    fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="opshift",
         description="Send signed OpShift heartbeat pings and alerts. "
         "The secret comes from OPSHIFT_SECRET.",
+        epilog=EPILOGS["opshift"],
+        formatter_class=fmt,
     )
     parser.add_argument("--version", action="version", version=f"opshift {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.RawDescriptionHelpFormatter
 
-    ping = commands.add_parser(
-        "ping", parents=[sending], help="send a heartbeat ping", epilog=_PING_EXAMPLES,
-        formatter_class=fmt,
-    )  # fmt: skip
+    def command(
+        name: str, summary: str, parents: list[argparse.ArgumentParser]
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, parents=parents, help=summary, epilog=EPILOGS[name], formatter_class=fmt
+        )
+        sub.set_defaults(parser=sub)  # so a command's own usage error shows its own usage
+        return sub
+
+    ping = command("ping", "send a heartbeat ping", [sending])
     ping.add_argument("token", help="the monitor's ping token")
     ping.add_argument(
         "--status", choices=Choices("status"), metavar="{up,down}", help="default: up"
@@ -91,10 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ping.add_argument("--reason", help="why, at most 200 characters")
     ping.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
 
-    alert = commands.add_parser(
-        "alert", parents=[sending], help="raise an alert", epilog=_ALERT_EXAMPLES,
-        formatter_class=fmt,
-    )  # fmt: skip
+    alert = command("alert", "raise an alert", [sending])
     alert.add_argument("webhook", help="the webhook id")
     alert.add_argument("--title", required=True, help="at most 200 characters")
     alert.add_argument("--description", help="at most 2000 characters")
@@ -103,17 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     alert.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
 
-    run = commands.add_parser(
-        "run", parents=[sending], help="run a command and ping its outcome",
-        epilog=_RUN_EXAMPLES, formatter_class=fmt,
-    )  # fmt: skip
+    run = command("run", "run a command and ping its outcome", [sending])
     run.add_argument("token", help="the monitor's ping token")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
 
-    outbox = commands.add_parser(
-        "outbox", parents=[common], help="list or deliver what waits in an outbox file",
-        epilog=_OUTBOX_EXAMPLES, formatter_class=fmt,
-    )  # fmt: skip
+    outbox = command("outbox", "list or deliver what waits in an outbox file", [common])
     outbox.add_argument("path", help="the Outbox's SQLite file")
     outbox.add_argument(
         "--flush", action="store_true", help="deliver what waits; exit 1 if anything is left"
@@ -122,10 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", "-q", action="store_true", help="with --flush: print only what is left"
     )
 
-    commands.add_parser(
-        "demo", help="see the SDK work against an embedded local OpShift",
-        epilog=_DEMO_EXAMPLES, formatter_class=fmt,
-    )  # fmt: skip
+    command("demo", "see the SDK work against an embedded local OpShift", [])
+
+    serve = command("serve", "serve a local OpShift-compatible API, to try things on", [])
+    serve.add_argument(
+        "--port", type=_port, default=0, help="the port to listen on (default: a free one)"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--secret",
+        help="the secret to check signatures with (default: $OPSHIFT_SECRET, else a "
+        "throwaway one, printed)",
+    )
+
+    doctor = command("doctor", "check the configuration and the way to OpShift", [common])
+    doctor.add_argument(
+        "--json", action="store_true", help="print a JSON list of {check, ok, detail, fix}"
+    )
     return parser
 
 
@@ -155,6 +139,13 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _port(text: str) -> int:
+    """A --port value: 0 (a free port) to 65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return int(text)
 
 
 def _seconds(text: str) -> float:

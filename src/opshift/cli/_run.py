@@ -15,9 +15,11 @@ import sys
 import threading
 import time
 
+from .._call import PING, fields_given
 from ..errors import OpShiftError
 from ..monitor import TAIL_CHARS, tail
-from ._commands import client_from
+from ._commands import check_call, client_from
+from ._help import for_the_shell
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING: typing would cost a cron job 2 ms per run
 if TYPE_CHECKING:
@@ -27,19 +29,22 @@ if TYPE_CHECKING:
 __all__ = ["run"]
 
 
-def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """Run the command, stream its output, ping its outcome, return its exit status."""
+def run(args: argparse.Namespace) -> int:
+    """Run the command, stream its output, ping its outcome, return its exit status.
+
+    Raises:
+        UsageError: --group-key, --metadata or the token break a limit; the command did
+            not run (a missing secret does not stop it: the ping is lost, the job is not).
+    """
     command = list(args.argv)
-    if not command:
-        parser.error("run needs a command: opshift run TOKEN -- COMMAND [ARGS...]")
+    check_call(PING, args.token, fields_given(group_key=args.group_key, metadata=args.metadata))
     stderr_tail = _Tail()
     started = time.monotonic()
     try:
         process = subprocess.Popen(command, stderr=subprocess.PIPE)  # noqa: S603 - the user's command
-    except FileNotFoundError:
-        code, reason = 127, f"command not found: {command[0]}"
-    except PermissionError:
-        code, reason = 126, f"permission denied: {command[0]}"
+    except OSError as error:
+        code, reason, note = _not_started(command[0], error)
+        print(f"opshift: {note}", file=sys.stderr)
     else:
         pump = threading.Thread(target=_pump, args=(process, stderr_tail), daemon=True)
         pump.start()
@@ -72,8 +77,31 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             metadata=metadata,
         )
     except OpShiftError as error:
-        print(f"opshift: could not report the run to OpShift: {error}", file=sys.stderr)
+        print(
+            f"opshift: could not report the run to OpShift: {for_the_shell(str(error))}",
+            file=sys.stderr,
+        )
     return code
+
+
+def _not_started(program: str, error: OSError) -> tuple[int, str, str]:
+    """The exit status, the ping's reason and the note on stderr for a command that did
+    not start, as a shell reports it: 127 not found, 126 found but not executable."""
+    if isinstance(error, FileNotFoundError):
+        if os.sep in program and os.path.isfile(program):  # its #! interpreter is missing
+            reason = f"bad interpreter: {program}"
+            return 127, reason, f"{reason}: its #! line names a program that does not exist"
+        reason = f"command not found: {program}"
+        return 127, reason, reason
+    if isinstance(error, PermissionError):
+        reason = f"permission denied: {program}"
+        if os.path.isdir(program):
+            return 126, reason, f"{reason} (a directory, not a program)"
+        if os.path.isfile(program) and not os.access(program, os.X_OK):
+            return 126, reason, f"{reason} (not executable: chmod +x it, or run it with sh)"
+        return 126, reason, reason
+    reason = f"cannot execute: {program}"
+    return 126, reason, f"{reason} ({error.strerror or error})"
 
 
 class _Tail:

@@ -106,8 +106,12 @@ class Model:
         previous_secret: str | None = None,
         auto_create: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        on_request: Callable[[RecordedRequest], object] | None = None,
+        keep_requests: bool = True,
     ) -> None:
         self.secret = secret
+        self.on_request = on_request
+        self.keep_requests = keep_requests
         self.previous_secret = previous_secret
         self.auto_create = auto_create
         self.clock = clock
@@ -141,9 +145,11 @@ class Model:
                 status, payload = self._route(method, path, headers, body, signature, valid)
                 data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
                 ctype = "application/json"
-            self.requests.append(
-                RecordedRequest(method, path, dict(headers), body, valid, status, data)
-            )
+            recorded = RecordedRequest(method, path, dict(headers), body, valid, status, data)
+            if self.keep_requests:
+                self.requests.append(recorded)
+            if self.on_request is not None:
+                self.on_request(recorded)  # under the lock: one at a time, in order
             return status, data, ctype
 
     def fail_next(

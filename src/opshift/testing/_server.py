@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from ._model import Backend, Model
+from ._model import Backend, Model, RecordedRequest
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
@@ -29,7 +29,9 @@ class OpShiftServer(Backend):
             assert server.requests[0].signature_valid
 
     Unknown tokens and webhooks answer 404 unless ``auto_create=True``. Pass a server-side
-    ``ssl_context`` to serve HTTPS (e.g. to test a custom CA).
+    ``ssl_context`` to serve HTTPS (e.g. to test a custom CA). ``on_request`` is called
+    with each ``RecordedRequest`` once it is answered, one at a time, in order; with
+    ``keep_requests=False`` nothing is kept in ``requests`` (a long-running server).
     """
 
     def __init__(
@@ -42,9 +44,18 @@ class OpShiftServer(Backend):
         host: str = "127.0.0.1",
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
+        on_request: Callable[[RecordedRequest], object] | None = None,
+        keep_requests: bool = True,
     ) -> None:
         super().__init__(
-            Model(secret, previous_secret=previous_secret, auto_create=auto_create, clock=clock)
+            Model(
+                secret,
+                previous_secret=previous_secret,
+                auto_create=auto_create,
+                clock=clock,
+                on_request=on_request,
+                keep_requests=keep_requests,
+            )
         )
         self._httpd = _HTTPServer((host, port), _handler_for(self))
         self._scheme = "http"
