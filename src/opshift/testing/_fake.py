@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from ._model import Backend, Model
+from ._backend import Backend
+from ._model import Model
 
 Responder = Callable[[str, bytes, Mapping[str, str]], tuple[int, bytes]]
 

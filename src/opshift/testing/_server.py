@@ -10,7 +10,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from ._model import Backend, Model, RecordedRequest
+from ._backend import Backend
+from ._model import Model, RecordedRequest
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
