@@ -252,6 +252,8 @@ def _shared_clients(
 
 
 # The target ratios: (label, client, its baseline, at least). Measured in paired blocks.
+# benchmarks/transport_overhead.py re-measures the second alone, and takes its cost apart
+# (instructions per call, step by step from bare urllib to OpShift.ping).
 TARGETS = (
     ("`KeepAliveTransport` vs raw `http.client` keep-alive", KEEPALIVE, LIMIT, 0.85),
     ("default `UrllibTransport` vs bare `urllib`", DEFAULT, BARE_URLLIB, 0.9),

@@ -93,7 +93,9 @@ def test_an_explicit_secret_stays_disabled(monkeypatch: pytest.MonkeyPatch) -> N
     assert client.ping("w")["message"] == "OpShift disabled"
 
 
-def test_an_explicit_enabled_true_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_explicit_enabled_true_wins_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """OpShift(enabled=True) sends even where CI sets OPSHIFT_DISABLED=1 (a test of the SDK)."""
     monkeypatch.setenv("OPSHIFT_DISABLED", "1")
     fake = FakeTransport(SECRET)

@@ -8,8 +8,11 @@ import types
 import pytest
 
 import opshift
-from opshift import errors
+from opshift import NotFoundError, OpShift, errors
 from opshift.errors import error_for_status
+from opshift.testing import OpShiftServer
+
+from .helpers import SECRET
 
 
 @pytest.mark.parametrize(
@@ -82,3 +85,13 @@ def test_all_is_sorted_complete_and_public() -> None:
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
     assert public <= set(opshift.__all__)
+
+
+def test_a_404_names_the_url_so_an_extra_path_in_base_url_shows(server: OpShiftServer) -> None:
+    """base_url ending in /api: the 404 shows /api/api/ping/... and says what to check."""
+    client = OpShift(SECRET, base_url=server.url + "/api", max_retries=0)
+    with pytest.raises(NotFoundError) as caught:
+        client.ping("payments-worker")
+    text = str(caught.value)
+    assert f"POST {server.url}/api/api/ping/payments-worker" in text
+    assert "base_url has an extra path" in text

@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from typing import Callable
 
 import pytest
 
 import opshift
-from opshift.testing import OpShiftServer
+from opshift import BadRequestError, ConfigurationError, OpShift, Outbox
+from opshift.testing import FakeTransport, OpShiftServer
 
-from .helpers import SECRET
+from .helpers import PING_OK, SECRET, Env
 
 
 @pytest.mark.parametrize(
@@ -44,3 +47,87 @@ def test_the_local_server_refuses_an_id_that_is_a_url_even_with_auto_create(
         assert error.startswith(f"{what} not found")
         assert "pass the id alone" in error
         assert server.monitors == {} and server.model.webhooks == {}
+
+
+@pytest.mark.parametrize("kind", ["ping", "alert"])
+def test_a_url_for_the_endpoint_on_base_url_sends_to_its_id(env: Env, kind: str) -> None:
+    """The dashboard's full URL works as the id: the request goes to the id's own path."""
+    base = env.client.base_url
+    if kind == "ping":
+        env.client.ping(f"{base}/api/ping/payments-worker")
+        expected = "/api/ping/payments-worker"
+    else:
+        env.client.alert(f"{base}/api/alerts/trigger/deploy-failures", title="t")
+        expected = "/api/alerts/trigger/deploy-failures"
+    assert [r.path for r in env.backend.requests] == [expected]
+
+
+def test_a_url_on_a_self_hosted_prefix_is_understood() -> None:
+    """base_url with a path prefix: the URL must carry the prefix, and its id is used."""
+    sent: list[str] = []
+
+    def transport(
+        url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        sent.append(url)
+        return 200, PING_OK
+
+    client = OpShift(SECRET, base_url="https://ops.example/opshift", transport=transport)
+    client.ping("https://ops.example/opshift/api/ping/nightly%20job")
+    assert sent == ["https://ops.example/opshift/api/ping/nightly%20job"]
+    with pytest.raises(ConfigurationError, match="not under this client's base_url"):
+        client.ping("https://ops.example/api/ping/nightly")
+    assert len(sent) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("https://www.opshift.io/api/alerts/trigger/deploy-failures", id="other-host"),
+        pytest.param("http://127.0.0.1:1/api/alerts/trigger/deploy-failures", id="other-port"),
+    ],
+)
+def test_a_url_for_another_server_is_a_configuration_error_naming_both(url: str) -> None:
+    """The URL's server is not base_url's: ConfigurationError naming both, nothing sent."""
+    fake = FakeTransport(SECRET, auto_create=True)
+    client = OpShift(SECRET, base_url="http://127.0.0.1:8000", transport=fake)
+    with pytest.raises(ConfigurationError) as caught:
+        client.alert(url, title="t")
+    assert url in str(caught.value) and "http://127.0.0.1:8000" in str(caught.value)
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("call", "text"),
+    [
+        pytest.param(lambda c: c.ping("a/b"), "ping_token must be the id alone", id="slash"),
+        pytest.param(lambda c: c.ping("x?y=1"), "ping_token must be the id alone", id="query"),
+        pytest.param(lambda c: c.alert("frag#ment", title="t"), "webhook_url must be the id alone", id="fragment"),
+        pytest.param(lambda c: c.alert(f"{c.base_url}/api/ping/w", title="t"), "is not a URL for this endpoint", id="ping-url-for-alert"),
+        pytest.param(lambda c: c.ping(f"{c.base_url}/api/ping/w?x=1"), "with no query or fragment", id="url-with-query"),
+        pytest.param(lambda c: c.ping(f"{c.base_url}/api/ping/"), "must end with the id", id="url-without-id"),
+        pytest.param(lambda c: c.ping("ftp://host/api/ping/w"), "must be the id alone", id="ftp"),
+    ],
+)  # fmt: skip
+def test_anything_else_that_looks_like_a_url_is_refused_before_sending(
+    call: Callable[[OpShift], object], text: str
+) -> None:
+    """A path, query or foreign URL as the id: BadRequestError with the expected form."""
+    fake = FakeTransport(SECRET, auto_create=True)
+    client = OpShift(SECRET, transport=fake)
+    with pytest.raises(BadRequestError, match=text) as caught:
+        call(client)
+    assert "https://www.opshift.io/api/" in str(caught.value)  # the expected form
+    assert fake.requests == []
+
+
+def test_the_outbox_takes_the_url_too() -> None:
+    """The outbox goes through the same check: a URL's id is queued and sent."""
+    fake = FakeTransport(SECRET, auto_create=True)
+    client = OpShift(SECRET, transport=fake)
+    with Outbox(client, background=False) as outbox:
+        outbox.ping(f"{client.base_url}/api/ping/nightly")
+        with pytest.raises(BadRequestError):
+            outbox.alert("a/b", title="t")
+        assert outbox.flush(5)
+    assert [r.path for r in fake.requests] == ["/api/ping/nightly"]

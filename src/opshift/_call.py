@@ -12,6 +12,7 @@ import json
 import sys
 
 from . import _validation
+from ._ids import id_from
 from ._version import __version__
 from .errors import OpShiftError, error_for_status, redirect_error
 
@@ -95,7 +96,9 @@ class Caller:
         cache = self._paths[kind]
         path = cache.get(key) if isinstance(key, str) else None
         if path is None:
-            path = kind.prefix + _path_segment(kind.id_name, key)  # raises for a bad id
+            # The id, or the id out of the dashboard's URL for it; raises for a bad one.
+            found = id_from(key, prefix=kind.prefix, id_name=kind.id_name, base_url=self.base_url)
+            path = kind.prefix + _path_segment(found)
             if len(cache) < _PATH_CACHE:
                 cache[key] = path
         if kind is PING and not fields:
@@ -124,7 +127,7 @@ class Caller:
             }
         )
         status, data = _call_transport(self.transport, url, body, headers, timeout)
-        return status, parse_answer(status, data)
+        return status, parse_answer(status, data, url)
 
     def redact(self, text: str, replacement: str) -> str:
         """``text`` with the secret replaced, so nothing derived from a log record leaks it."""
@@ -166,8 +169,9 @@ def _call_transport(
     return result[0], bytes(result[1])
 
 
-def parse_answer(status: int, data: bytes) -> Any:
-    """Return a 2xx JSON object, or raise the OpShiftError this response means."""
+def parse_answer(status: int, data: bytes, url: str | None = None) -> Any:
+    """Return a 2xx JSON object, or raise the OpShiftError this response means (``url``,
+    the URL requested, for the messages that name it)."""
     if 200 <= status <= 299:
         problem = "an empty body" if not data else None
         parsed: Any = None
@@ -188,14 +192,11 @@ def parse_answer(status: int, data: bytes) -> Any:
         )
     if 300 <= status <= 399:
         raise redirect_error(status, None)
-    raise error_for_status(status, data)
+    raise error_for_status(status, data, url)
 
 
-def _path_segment(name: str, value: str) -> str:
-    """Percent-encode a token or webhook id so no input can reach another path."""
-    problem = _validation.path_problem(name, value)
-    if problem is not None:
-        raise _validation.bad_request(problem)
+def _path_segment(value: str) -> str:
+    """Percent-encode a checked token or webhook id so no input can reach another path."""
     if not value.strip("."):
         return value.replace(".", "%2E")  # "." and ".." would climb the path
     if _UNRESERVED.issuperset(value):

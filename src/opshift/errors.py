@@ -150,8 +150,12 @@ _ADVICE = {
 _SERVER_ADVICE = "OpShift or a proxy in front of it failed; retry later with backoff."
 
 
-def error_for_status(status: int, data: bytes) -> OpShiftError:
-    """Build the exception for a non-2xx response: the right subclass, parsed body, advice."""
+def error_for_status(status: int, data: bytes, url: str | None = None) -> OpShiftError:
+    """Build the exception for a non-2xx response: the right subclass, parsed body, advice.
+
+    ``url`` is the URL that was requested: a 404 names it, so a wrong path in base_url
+    (``/api/api/ping/...``) is visible.
+    """
     body: dict[str, Any] | None = None
     try:
         parsed = json.loads(data) if data else None
@@ -168,6 +172,11 @@ def error_for_status(status: int, data: bytes) -> OpShiftError:
     else:
         cls = _CLASSES.get(status, OpShiftError)
         advice = _ADVICE.get(status, "This status is not part of the OpShift API; check base_url.")
+        if status == 404 and url:
+            advice = (
+                f"POST {url}: no monitor or webhook with that id there, or base_url has an "
+                "extra path. " + advice
+            )
     reason = _REASONS.get(status, "HTTP error")
     return cls(f"{status} {reason}: {detail.rstrip('.')}. {advice}", status_code=status, body=body)
 

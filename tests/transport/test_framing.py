@@ -6,6 +6,7 @@ transports.
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -17,6 +18,7 @@ from opshift import (
     RequestTimeoutError,
     ServerError,
 )
+from opshift.transport._connection import HTTPConnection
 
 from .. import faultserver as fs
 from ..helpers import (
@@ -479,3 +481,28 @@ def test_host_and_content_length_given_by_the_caller_are_sent_once(transport_nam
     lines = server.requests[0].split(b"\r\n\r\n")[0].lower().split(b"\r\n")
     assert [ln for ln in lines if ln.startswith(b"host:")] == [b"host: ops.example"]
     assert [ln for ln in lines if ln.startswith(b"content-length:")] == [b"content-length: 2"]
+
+
+@pytest.mark.parametrize("value", ["a\r\n b", "a\rb", "a\nb", "a\x00b"])
+def test_a_header_with_a_line_break_or_nul_never_leaves_the_connection(value: str) -> None:
+    """The connection's one-write POST refuses CR, LF and NUL in any header, whoever set it."""
+    with fs.FaultServer([OK]) as server:
+        conn = HTTPConnection("127.0.0.1", server.port, deadline=time.monotonic() + 5)
+        try:
+            with pytest.raises(ValueError, match="line break or NUL"):
+                conn.request("POST", "/api/ping/w", b"", {"X-Test": value})
+        finally:
+            conn.close()
+    assert server.requests == []
+
+
+def test_a_request_other_than_a_post_of_bytes_goes_through_http_client() -> None:
+    """GET (never sent by the SDK) still works through http.client's own request()."""
+    with fs.FaultServer([OK]) as server:
+        conn = HTTPConnection("127.0.0.1", server.port, deadline=time.monotonic() + 5)
+        try:
+            conn.request("GET", "/api/ping/w")
+            assert conn.getresponse().status == 200
+        finally:
+            conn.close()
+    assert server.requests[0].startswith(b"GET /api/ping/w HTTP/1.1\r\n")

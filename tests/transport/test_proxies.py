@@ -13,9 +13,11 @@ import opshift
 from opshift import (
     AuthenticationError,
     ConfigurationError,
+    KeepAliveTransport,
     NetworkError,
     OpShift,
     ProxyAuthenticationError,
+    RequestTimeoutError,
 )
 from opshift.testing import OpShiftServer
 
@@ -243,3 +245,42 @@ def test_a_proxy_with_a_bad_port_is_a_configuration_error(
     with pytest.raises(ConfigurationError, match="HTTP_PROXY"):
         OpShift(SECRET, base_url="http://opshift.example", transport=counting).ping("w")
     assert calls == 1  # never retried
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_a_failure_through_a_proxy_names_the_proxy_and_its_variable(
+    transport_name: str, scheme: str, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """A refused proxy is named, with the variable that set it and never its password."""
+    proxy = refused_url().replace("http://", "http://alice:S3CRET@")
+    variable = f"{scheme.upper()}_PROXY"
+    no_proxy_env.setenv(variable, proxy)
+    client = OpShift(
+        SECRET,
+        base_url=f"{scheme}://opshift.invalid",  # never resolved: the proxy is asked first
+        transport=TRANSPORTS[transport_name](),
+        max_retries=0,
+    )
+    with pytest.raises(NetworkError) as caught:
+        client.ping("w")
+    text = str(caught.value)
+    hostport = proxy.rsplit("@", 1)[1]
+    assert f"through the proxy {hostport} (from {variable})" in text
+    assert "Is the proxy running?" in text
+    assert "Is OpShift reachable" not in text
+    assert "S3CRET" not in text and "alice" not in text
+
+
+def test_a_timeout_through_a_proxy_names_the_proxy(no_proxy_env: pytest.MonkeyPatch) -> None:
+    """A proxy that never answers CONNECT: the timeout names the proxy it went through."""
+    with ProxyServer(answer=b"HTTP/1.1 200 Connection established\r\n", drip=1.0) as proxy:
+        no_proxy_env.setenv("HTTPS_PROXY", proxy.url)
+        client = OpShift(
+            SECRET, base_url="https://opshift.invalid", timeout=0.3, max_retries=0,
+            transport=KeepAliveTransport(),
+        )  # fmt: skip
+        with pytest.raises(RequestTimeoutError) as caught:
+            client.ping("w")
+    assert f"through the proxy {proxy.url[len('http://') :]} (from HTTPS_PROXY)" in str(
+        caught.value
+    )

@@ -44,6 +44,7 @@ CALLS = [
     (http.client.HTTPConnection.__init__, {"_buffer"}),
     (http.client.HTTPConnection.set_tunnel, {"_tunnel_host", "_tunnel_port", "_tunnel_headers"}),
     (http.client.HTTPConnection.putheader, {"_output"}),
+    (urllib.request.AbstractHTTPHandler.do_open, {"request"}),
     (email.message.Message.__init__, {"_payload"}),
     (socket.SocketIO.__init__, {"_sock"}),
     (socket.SocketIO.close, {"_sock"}),

@@ -42,6 +42,7 @@ class UrllibTransport:
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self._ssl_context = check_ssl_context(ssl_context)
         self._opener: urllib.request.OpenerDirector | None = None
+        self._proxies: dict[str, str] | None = None  # read with the opener, on the first call
 
     def __call__(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
@@ -51,7 +52,13 @@ class UrllibTransport:
         deadline = time.monotonic() + timeout
         check_request(url, headers, body)
         opener = self._opener or self._build_opener()
-        request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+        # Request only reads the headers (add_header per item): no copy of ours needed.
+        request = urllib.request.Request(
+            url,
+            data=body,
+            headers=headers,  # type: ignore[arg-type]  # typeshed asks for a MutableMapping
+            method="POST",
+        )
         request.opshift_deadline = deadline  # type: ignore[attr-defined]
         try:
             with opener.open(request, timeout=timeout) as response:
@@ -64,7 +71,10 @@ class UrllibTransport:
         except OpShiftError:
             raise
         except Exception as exc:
-            raise translate_exception(exc, url, timeout) from exc
+            from ._proxy import describe_proxy
+
+            via = describe_proxy(url, self._proxies)
+            raise translate_exception(exc, url, timeout, via) from exc
 
     def _build_opener(self) -> urllib.request.OpenerDirector:
         """Proxies and our deadline connections, without redirect or error handlers.
@@ -101,6 +111,7 @@ class UrllibTransport:
 
         opener = urllib.request.OpenerDirector()
         proxies = proxy_settings()  # checked: urllib's own error would quote a password
+        self._proxies = proxies
         for handler in (urllib.request.ProxyHandler(proxies), HTTPHandler(), HTTPSHandler()):
             opener.add_handler(handler)
         self._opener = opener
