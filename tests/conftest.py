@@ -11,7 +11,7 @@ import pytest
 from opshift import KeepAliveTransport, OpShift
 from opshift.testing import FakeTransport, OpShiftServer
 
-from .helpers import SECRET, TRANSPORTS, Backend, Certificate, Env
+from .helpers import SECRET, TRANSPORTS, Backend, Certificate, Env, InProcess
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +61,9 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
         )
     if isinstance(transport, KeepAliveTransport):
         transport.close()
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> InProcess:
+    """The CLI, run in-process with the environment restored after the test."""
+    return InProcess(monkeypatch)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import socket
@@ -27,6 +29,7 @@ from opshift import (
     Outbox,
     UrllibTransport,
 )
+from opshift.cli import main
 from opshift.outbox._delivery import Delivery
 from opshift.outbox._outbox import sender  # the outbox's own seam to its sender
 from opshift.testing import FakeTransport, OpShiftServer
@@ -301,3 +304,68 @@ def python(code: str, **kwargs: Any) -> subprocess.Popen[str]:
         env=env,
         **kwargs,
     )
+
+
+# -- the CLI tests' runners ------------------------------------------------------------------
+
+
+def opshift(
+    *args: str, env: dict[str, str] | None = None, script: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI (``python -m opshift``, or the installed ``opshift`` script)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPSHIFT_")}
+    full_env.update(env or {})
+    command = (
+        [str(Path(sys.executable).parent / "opshift")]
+        if script
+        else [sys.executable, "-m", "opshift"]
+    )
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=full_env, timeout=60
+    )
+
+
+@dataclass
+class Done:
+    """What a CLI run left behind, as subprocess.CompletedProcess has it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class InProcess:
+    """Run ``opshift.cli.main`` in this process with its own environment and captured output.
+
+    Much faster than a subprocess; the few tests of the installed script, of
+    ``python -m opshift`` and of ``opshift run`` (signals, inherited output) still spawn.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Done:
+        for name in [n for n in os.environ if n.startswith("OPSHIFT_")]:
+            self.monkeypatch.delenv(name)
+        for name, value in (env or {}).items():
+            self.monkeypatch.setenv(name, value)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse: usage errors and --help
+                code = exc.code if isinstance(exc.code, int) else 0
+        return Done(code, out.getvalue(), err.getvalue())
+
+
+def server_env(server: OpShiftServer) -> dict[str, str]:
+    """The environment that points the CLI at ``server`` with the test secret."""
+    return {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": server.url}
+
+
+def last_body(server: OpShiftServer) -> dict[str, Any]:
+    """The last request's JSON body, checked to be validly signed."""
+    body = server.requests[-1].json
+    assert isinstance(body, dict)
+    assert server.requests[-1].signature_valid
+    return body

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,73 +17,7 @@ from opshift.cli._outbox import format_age
 from opshift.cli._parser import Choices
 from opshift.testing import OpShiftServer
 
-from .helpers import SECRET, refused_url
-
-
-def opshift(
-    *args: str, env: dict[str, str] | None = None, script: bool = False
-) -> subprocess.CompletedProcess[str]:
-    """Run the CLI (``python -m opshift``, or the installed ``opshift`` script)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPSHIFT_")}
-    full_env.update(env or {})
-    command = (
-        [str(Path(sys.executable).parent / "opshift")]
-        if script
-        else [sys.executable, "-m", "opshift"]
-    )
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, env=full_env, timeout=60
-    )
-
-
-@dataclass
-class Done:
-    """What a CLI run left behind, as subprocess.CompletedProcess has it."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-class InProcess:
-    """Run ``opshift.cli.main`` in this process with its own environment and captured output.
-
-    Much faster than a subprocess; the few tests of the installed script, of
-    ``python -m opshift`` and of ``opshift run`` (signals, inherited output) still spawn.
-    """
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.monkeypatch = monkeypatch
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Done:
-        for name in [n for n in os.environ if n.startswith("OPSHIFT_")]:
-            self.monkeypatch.delenv(name)
-        for name, value in (env or {}).items():
-            self.monkeypatch.setenv(name, value)
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as exc:  # argparse: usage errors and --help
-                code = exc.code if isinstance(exc.code, int) else 0
-        return Done(code, out.getvalue(), err.getvalue())
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> InProcess:
-    """The CLI, run in-process with the environment restored after the test."""
-    return InProcess(monkeypatch)
-
-
-def server_env(server: OpShiftServer) -> dict[str, str]:
-    return {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": server.url}
-
-
-def last_body(server: OpShiftServer) -> dict[str, Any]:
-    body = server.requests[-1].json
-    assert isinstance(body, dict)
-    assert server.requests[-1].signature_valid
-    return body
+from .helpers import SECRET, InProcess, last_body, opshift, refused_url, server_env
 
 
 def test_ping_prints_the_response(cli: InProcess, server: OpShiftServer) -> None:

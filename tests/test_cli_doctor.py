@@ -13,9 +13,13 @@ import pytest
 from opshift.cli._doctor import Check
 from opshift.testing import OpShiftServer
 
-from .helpers import SECRET, Certificate, refused_url
+from .helpers import (
+    SECRET,
+    Certificate,
+    InProcess,
+    refused_url,
+)
 from .proxyserver import ProxyServer
-from .test_cli import InProcess
 
 PROXY_VARIABLES = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"]
 

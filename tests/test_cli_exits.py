@@ -14,8 +14,7 @@ import pytest
 from opshift.cli._help import for_the_shell
 from opshift.testing import OpShiftServer
 
-from .helpers import ROOT, SECRET, refused_url
-from .test_cli import InProcess, opshift, server_env
+from .helpers import ROOT, SECRET, InProcess, opshift, refused_url, server_env
 
 CLI_DOC = ROOT / "docs" / "cli.md"
 COMMANDS = ["ping", "alert", "run", "outbox", "demo", "serve", "doctor"]

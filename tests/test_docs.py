@@ -46,7 +46,7 @@ class Example:
 
 
 def collect() -> list[Example]:
-    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     examples = []
     for path in files:
         if path.name in NOT_EXAMPLES or not path.exists():

@@ -107,6 +107,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ._doctor import doctor
 
         return doctor(args)
+    if args.command == "plan":
+        from ..integrations._plan import plan
+
+        text, status = plan(args.target, as_json=args.json)
+        sys.stdout.write(text)
+        return status
     from ._commands import alert, ping
 
     return ping(args) if args.command == "ping" else alert(args)

@@ -135,6 +135,25 @@ exit status:
   2  usage error
 """
 
+_PLAN = """examples:
+  opshift plan proj.celery:app
+  opshift plan proj.celery:app --json
+
+OpShift has no cron schedules: a monitor expects a ping every interval, plus a grace
+period, both set in the dashboard. For each beat entry of the app, this prints its
+ping token (or "not monitored"), the longest gap between two runs (computed with the
+schedule objects themselves, in the app's timezone) and the interval and grace to set.
+It warns about schedules faster than OpShift's ping limit, irregular gaps, and tokens
+shared by two entries. Nothing is sent.
+
+environment:
+  none of the OPSHIFT_ variables: nothing is sent (the app itself may read its own)
+
+exit status:
+  0  printed
+  2  usage error, or MODULE:ATTR cannot be loaded
+"""
+
 EPILOGS = {
     "opshift": _TOP,
     "ping": _PING,
@@ -144,6 +163,7 @@ EPILOGS = {
     "demo": _DEMO,
     "serve": _SERVE,
     "doctor": _DOCTOR,
+    "plan": _PLAN,
 }
 
 

@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--json", action="store_true", help="print a JSON list of {check, ok, detail, fix}"
     )
+
+    plan = command("plan", "the interval and grace to set for each scheduled job", [])
+    plan.add_argument(
+        "target", metavar="MODULE:ATTR", help="the Celery app to load, e.g. proj.celery:app"
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     return parser
 
 

@@ -1,0 +1,319 @@
+"""The shared core: what a finished run sends, and when. Framework modules only translate.
+
+Rule 1 (one count per run). A run counts once, when its final attempt ends: ``succeeded``
+or ``failed`` is called once per run by the framework module, never for an attempt that
+will be retried. The attempts so far ride on that one ping (``attempts``).
+
+Rule 2 (shapes). ``up``: metadata ``durationMs``, ``attempts``, ``task_id``, ``task``,
+``host`` (and ``runs`` when it stands for several runs, Rule 3). ``down``: reason
+``"<ExceptionType>: <message>"`` cut to 200 characters, as ``client.monitor()`` writes it,
+and the same metadata plus the traceback's tail (``monitor.tail``). With an alert webhook
+a final failure also raises an alert titled ``"<task> failed: <ExceptionType>"``, grouped
+by ``"<source>:<task>:<ExceptionType>"`` so repeats fold into one open alert.
+
+Rule 3 (spacing). ``up`` pings for one token go out at least ``UP_SPACING`` (7.5 s) apart,
+8 a minute, so OpShift's 10 a minute always leave room for a ``down``. A run that ends
+sooner is held and counted; one ``up`` for the held runs (the latest one's metadata, with
+``runs``) leaves as soon as the spacing allows, by the timer. A ``down`` is never held: it
+goes at once and cancels a held ``up`` (which would otherwise land after it and hide
+it); the held count then rides on the next ``up``. Spacing is per process.
+
+Rule 4 (never break the job). No method raises: a failure to ping or alert is logged on
+the ``opshift`` logger. With an ``Outbox`` as the pinger nothing here touches the network.
+A down whose traceback makes the metadata too large goes without the traceback.
+
+Rule 5 (fork). A forked child starts with no held state and its own locks and timer
+thread; what the parent held is the parent's to send.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from .. import _log
+from ..errors import BadRequestError
+from ..monitor import failure_reason, tail
+from ..outbox import _process  # noqa: F401 - its exit flush must be registered before ours
+from ._timer import Cancel, ThreadTimer, Timer
+
+if TYPE_CHECKING:
+    from ..types import Metadata, Pinger, PingStatus, Severity
+
+__all__ = ["UP_SPACING", "Alerter", "Reporter", "Run", "failure_of", "hostname"]
+
+UP_SPACING = 7.5  # seconds between two ups of one token: 8 a minute, under OpShift's 10
+_TITLE_LIMIT = 200
+_DESCRIPTION_LIMIT = 2000
+
+
+class Alerter(Protocol):
+    """What ``alert_webhook`` needs of the pinger: ``OpShift.alert``'s signature."""
+
+    def alert(
+        self,
+        webhook_url: str,
+        *,
+        title: str,
+        description: str | None = ...,
+        severity: Severity | None = ...,
+        metadata: Metadata | None = ...,
+        group_key: str | None = ...,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a job, as the framework module knows it when the run ends."""
+
+    token: str
+    task: str
+    task_id: str | None = None
+    attempts: int = 1
+    duration_ms: int | None = None
+    host: str | None = None
+
+    def metadata(self) -> Metadata:
+        """The metadata every ping for this run carries."""
+        fields: Metadata = {}
+        if self.duration_ms is not None:
+            fields["durationMs"] = self.duration_ms
+        fields["attempts"] = self.attempts
+        if self.task_id is not None:
+            fields["task_id"] = self.task_id
+        fields["task"] = self.task
+        fields["host"] = self.host if self.host is not None else hostname()
+        return fields
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a run failed: the down ping's reason, the exception's type name, a traceback."""
+
+    reason: str
+    error_type: str
+    traceback: str | None = None
+
+
+def failure_of(exc: BaseException, traceback_text: str | None = None) -> Failure:
+    """The ``Failure`` for an exception, in ``client.monitor()``'s form."""
+    if traceback_text is None and exc.__traceback__ is not None:
+        import traceback
+
+        traceback_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return Failure(failure_reason(exc), type(exc).__name__, traceback_text)
+
+
+_HOST: list[str] = []
+
+
+def hostname() -> str:
+    """This machine's host name (looked up once)."""
+    if not _HOST:
+        _HOST.append(socket.gethostname())
+    return _HOST[0]
+
+
+class _Token:
+    """One token's spacing state (Rule 3), guarded by its own lock."""
+
+    __slots__ = ("handle", "held", "last_up", "latest", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last_up = float("-inf")
+        self.held = 0
+        self.latest: Run | None = None
+        self.handle: Cancel | None = None
+
+
+_REPORTERS: weakref.WeakSet[Reporter] = weakref.WeakSet()
+
+
+class Reporter:
+    """Turns finished runs into pings (and alerts), keeping Rules 1-5 above.
+
+    Args:
+        pinger: anything with ``ping()`` (an ``Outbox`` is best: it never waits on the
+            network); with ``alert_webhook`` it needs ``alert()`` too.
+        source: the framework's name, the first part of an alert's ``group_key``.
+        alert_webhook: if set, a final failure also raises an alert on this webhook.
+        alert_severity: the alert's severity (default: the webhook's own).
+        clock: monotonic seconds, for the spacing; tests pass a fake one.
+        timer: calls back later (held ups, ``max_runtime``); tests pass one they drive.
+        spacing: seconds between two ``up`` pings of one token.
+    """
+
+    def __init__(
+        self,
+        pinger: Pinger,
+        *,
+        source: str,
+        alert_webhook: str | None = None,
+        alert_severity: Severity | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        timer: Timer | None = None,
+        spacing: float = UP_SPACING,
+    ) -> None:
+        self.pinger = pinger
+        self.source = source
+        self.alert_webhook = alert_webhook
+        self.alert_severity = alert_severity
+        self.clock = clock
+        self.timer: Timer = timer if timer is not None else ThreadTimer(clock)
+        self.spacing = spacing
+        self._reset()
+        _REPORTERS.add(self)
+
+    def _reset(self) -> None:
+        self._tokens: dict[str, _Token] = {}
+        self._tokens_lock = threading.Lock()
+
+    def _token(self, token: str) -> _Token:
+        with self._tokens_lock:
+            state = self._tokens.get(token)
+            if state is None:
+                state = self._tokens[token] = _Token()
+            return state
+
+    def succeeded(self, run: Run) -> None:
+        """Report a run's final success: ``up`` now, or held until the spacing allows."""
+        try:
+            state = self._token(run.token)
+            with state.lock:
+                state.held += 1
+                state.latest = run
+                if state.handle is not None:
+                    return  # an up is already due: it will carry this run
+                wait = state.last_up + self.spacing - self.clock()
+                if wait > 0:
+                    state.handle = self.timer.schedule(wait, lambda: self._release(run.token))
+                    return
+                self._send_held(state)
+        except Exception as error:
+            self._log_failure(run, "up", error)
+
+    def _release(self, token: str) -> None:
+        """The timer's call: send the held up, if a down has not cancelled it."""
+        state = self._token(token)
+        with state.lock:
+            if state.handle is None or state.latest is None:
+                return
+            state.handle = None
+            try:
+                self._send_held(state)
+            except Exception as error:
+                self._log_failure(state.latest, "up", error)
+
+    def _send_held(self, state: _Token) -> None:
+        """Send one up for the held runs; the caller holds ``state.lock``."""
+        run, runs = state.latest, state.held
+        if run is None:
+            return
+        state.held, state.last_up = 0, self.clock()
+        metadata = run.metadata()
+        if runs > 1:
+            metadata["runs"] = runs
+        self.pinger.ping(run.token, status="up", metadata=metadata)
+
+    def failed(self, run: Run, failure: Failure) -> None:
+        """Report a run's final failure: ``down`` at once, then the alert if configured."""
+        try:
+            state = self._token(run.token)
+            with state.lock:
+                if state.handle is not None:  # a held up must not land after this down
+                    state.handle.cancel()
+                    state.handle = None
+                metadata = run.metadata()
+                if failure.traceback:
+                    metadata["traceback"] = tail(failure.traceback)
+                self._ping_down(run.token, failure.reason, metadata)
+        except Exception as error:
+            self._log_failure(run, "down", error)
+        if self.alert_webhook is not None:
+            self._alert(run, failure)
+
+    def overrunning(self, run: Run, seconds: float) -> None:
+        """Report a run still going after ``seconds`` (``max_runtime``): one ``down`` now."""
+        self.failed(run, Failure(f"still running after {seconds:g} s", "MaxRuntimeExceeded", None))
+
+    def _ping_down(self, token: str, reason: str, metadata: Metadata) -> None:
+        try:
+            self.pinger.ping(token, status="down", reason=reason, metadata=metadata)
+        except BadRequestError:
+            if "traceback" not in metadata:
+                raise
+            del metadata["traceback"]  # near the size limit: the down matters more
+            self.pinger.ping(token, status="down", reason=reason, metadata=metadata)
+
+    def _alert(self, run: Run, failure: Failure) -> None:
+        try:
+            alert: Callable[..., Any] = getattr(self.pinger, "alert")  # noqa: B009
+            metadata = run.metadata()
+            metadata["reason"] = failure.reason
+            alert(
+                str(self.alert_webhook),
+                title=f"{run.task} failed: {failure.error_type}"[:_TITLE_LIMIT],
+                description=(tail(failure.traceback) if failure.traceback else failure.reason)[
+                    -_DESCRIPTION_LIMIT:
+                ],
+                severity=self.alert_severity,
+                metadata=metadata,
+                group_key=f"{self.source}:{run.task}:{failure.error_type}"[:_TITLE_LIMIT],
+            )
+        except Exception as error:
+            _log.logger().warning(
+                "Could not raise the OpShift alert for %s's failure (the task's own outcome "
+                "stands): %s",
+                run.task,
+                error,
+            )
+
+    def flush(self) -> None:
+        """Send every held ``up`` now, spacing or not (at exit, or when uninstrumented)."""
+        with self._tokens_lock:
+            states = list(self._tokens.values())
+        for state in states:
+            with state.lock:
+                if state.handle is None or state.latest is None:
+                    continue
+                state.handle.cancel()
+                state.handle = None
+                try:
+                    self._send_held(state)
+                except Exception as error:
+                    self._log_failure(state.latest, "up", error)
+
+    @staticmethod
+    def _log_failure(run: Run, status: PingStatus, error: Exception) -> None:
+        _log.logger().warning(
+            "Could not report %s run %s to OpShift as %s on %r (the task's own outcome stands): %s",
+            run.task,
+            run.task_id,
+            status,
+            run.token,
+            error,
+        )
+
+
+def _after_fork_in_child() -> None:
+    for reporter in list(_REPORTERS):
+        reporter._reset()
+
+
+def _flush_at_exit() -> None:
+    for reporter in list(_REPORTERS):
+        reporter.flush()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+# atexit runs last-registered first: the outbox registers its exit flush when its module is
+# imported (above), so held ups are queued before the outbox's last delivery.
+atexit.register(_flush_at_exit)
