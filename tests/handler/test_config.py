@@ -310,7 +310,9 @@ def test_a_failed_construction_leaves_nothing_for_logging_shutdown() -> None:
         timeout=30,
     )
     assert done.returncode == 1
-    assert done.stderr.rstrip().splitlines()[-1].startswith(
-        "opshift.errors.ConfigurationError: No OpShift secret"
+    assert (
+        done.stderr.rstrip()
+        .splitlines()[-1]
+        .startswith("opshift.errors.ConfigurationError: No OpShift secret")
     )
     assert "AttributeError" not in done.stderr
