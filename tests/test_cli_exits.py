@@ -245,3 +245,19 @@ def test_run_rejects_stray_arguments_before_the_separator(cli: InProcess) -> Non
     done = cli("run", "nightly", "oops", "--", "true", env={"OPSHIFT_SECRET": SECRET})
     assert done.returncode == 2
     assert "unexpected arguments before --: oops" in done.stderr
+
+
+@pytest.mark.parametrize("where", ["flag", "environment"])
+def test_an_id_given_as_a_url_is_checked_against_the_configured_server(
+    cli: InProcess, server: OpShiftServer, where: str
+) -> None:
+    """`opshift ping <base_url>/api/ping/x` works with --base-url or OPSHIFT_BASE_URL."""
+    env = {"OPSHIFT_SECRET": SECRET}
+    flag: list[str] = []
+    if where == "flag":
+        flag = ["--base-url", server.url]
+    else:
+        env["OPSHIFT_BASE_URL"] = server.url
+    done = cli("ping", f"{server.url}/api/ping/payments-worker", "--quiet", *flag, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [r.path for r in server.requests] == ["/api/ping/payments-worker"]

@@ -131,3 +131,24 @@ def test_the_outbox_takes_the_url_too() -> None:
             outbox.alert("a/b", title="t")
         assert outbox.flush(5)
     assert [r.path for r in fake.requests] == ["/api/ping/nightly"]
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "text"),
+    [
+        pytest.param("https://www.opshift.io/api/ping/pay\tments", BadRequestError, "space or control character", id="tab"),
+        pytest.param("https://www.opshift.io/api/ping/pay\r\nments", BadRequestError, "space or control character", id="crlf"),
+        pytest.param("https://www.opshift.io/api/ping/%FF", BadRequestError, "not UTF-8", id="bad-escape"),
+        pytest.param("https://other.example/prefix/api/ping/x", ConfigurationError, "not under this client's base_url", id="other-server-with-prefix"),
+        pytest.param("https://user:pw@www.opshift.io/api/ping/x", BadRequestError, "must not contain a user or password", id="credentials"),
+    ],
+)  # fmt: skip
+def test_a_url_that_would_change_or_leak_is_refused(
+    value: str, error: type[Exception], text: str
+) -> None:
+    """A URL whose id would change unseen, or that carries credentials, is refused unsent."""
+    fake = FakeTransport(SECRET, auto_create=True)
+    with pytest.raises(error, match=text) as caught:
+        OpShift(SECRET, transport=fake).ping(value)
+    assert "pw" not in str(caught.value)
+    assert fake.requests == []

@@ -8,6 +8,7 @@ secret.
 from __future__ import annotations
 
 import os
+import re
 
 from .errors import ConfigurationError
 
@@ -16,6 +17,7 @@ __all__ = ["DEFAULT_BASE_URL", "check_base_url", "check_secret", "disabled_by_en
 DEFAULT_BASE_URL = "https://www.opshift.io"
 _HEX = frozenset("0123456789abcdef")  # OpShift's secrets are lowercase hex
 _ANY_HEX = frozenset("0123456789abcdefABCDEF")
+_ESCAPED_CONTROL = re.compile(r"%(?:[01][0-9A-Fa-f]|20|7[Ff])")  # in a host: %0D%0A, %20...
 
 
 def check_secret(secret: str | None) -> str:
@@ -97,6 +99,7 @@ def check_base_url(base_url: str | None) -> str:
         parts.query
         or parts.fragment
         or any(c.isspace() or c < " " or c == "\x7f" for c in base_url)
+        or _ESCAPED_CONTROL.search(parts.netloc)
     ):
         raise ConfigurationError(
             f"{name} must not contain a query, fragment, spaces or control characters "

@@ -47,6 +47,12 @@ def _from_url(value: str, *, prefix: str, id_name: str, base_url: str) -> str:
     from urllib.parse import unquote, urlsplit
 
     example = f"{base_url}{prefix}ID"
+    if not value.isprintable() or " " in value:
+        # urlsplit would silently drop tabs and line breaks: the id would change unseen.
+        raise _validation.bad_request(
+            f"{id_name} URL {value!r:.80} holds a space or control character; pass the id "
+            f"alone, like the last part of {example}"
+        )
     try:
         url = urlsplit(value)
         url_port = url.port
@@ -56,20 +62,24 @@ def _from_url(value: str, *, prefix: str, id_name: str, base_url: str) -> str:
         raise _validation.bad_request(
             f"{id_name} must be the id alone, like the last part of {example} (got {value!r:.80})"
         )
-    base = urlsplit(base_url)
-    base_path = base.path.rstrip("/")
-    endpoint = base_path + prefix
-    # The path is compared as the dashboard shows it; only the id itself is decoded.
-    if not url.path.startswith(prefix) and not url.path.startswith(endpoint):
+    if "@" in url.netloc:  # never echoed: it may hold a password
+        raise _validation.bad_request(
+            f"{id_name} URL must not contain a user or password; pass the id alone, like the "
+            f"last part of {example}"
+        )
+    if prefix not in url.path:
         raise _validation.bad_request(
             f"{id_name} {value!r:.80} is not a URL for this endpoint; pass the id alone, like "
             f"the last part of {example}"
         )
-    if (url.scheme, url.hostname, _port(url.scheme, url_port)) != (
+    base = urlsplit(base_url)
+    endpoint = base.path.rstrip("/") + prefix
+    same_server = (url.scheme, url.hostname, _port(url.scheme, url_port)) == (
         base.scheme,
         base.hostname,
         _port(base.scheme, base.port),
-    ) or not url.path.startswith(endpoint):
+    )
+    if not same_server or not url.path.startswith(endpoint):
         raise ConfigurationError(
             f"The {id_name} URL {value:.120} is not under this client's base_url {base_url} "
             "(scheme, host, port and path must match); set base_url (or OPSHIFT_BASE_URL) "
@@ -81,7 +91,13 @@ def _from_url(value: str, *, prefix: str, id_name: str, base_url: str) -> str:
             f"{id_name} URL {value!r:.80} must end with the id, like {example}, with no "
             "query or fragment"
         )
-    return unquote(found)
+    try:
+        return unquote(found, errors="strict")
+    except UnicodeDecodeError:
+        raise _validation.bad_request(
+            f"{id_name} URL {value!r:.80} has a percent-escape that is not UTF-8; copy the URL "
+            "again from the dashboard, or pass the id alone"
+        ) from None
 
 
 def _port(scheme: str, port: int | None) -> int:

@@ -5,6 +5,7 @@ and a proxy's refusal named as the proxy's, never retried, never showing its pas
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Mapping
 
 import pytest
@@ -20,6 +21,7 @@ from opshift import (
     RequestTimeoutError,
 )
 from opshift.testing import OpShiftServer
+from opshift.transport._connection import HTTPConnection
 
 from .. import faultserver as fs
 from ..helpers import (
@@ -284,3 +286,52 @@ def test_a_timeout_through_a_proxy_names_the_proxy(no_proxy_env: pytest.MonkeyPa
     assert f"through the proxy {proxy.url[len('http://') :]} (from HTTPS_PROXY)" in str(
         caught.value
     )
+
+
+SMUGGLING_HOST = "a.example%3A443%20HTTP%2F1.1%0D%0AHost%3A%20a%0D%0A%0D%0AGET%20%2Fx%20HTTP%2F1.1"
+
+
+def test_an_escaped_line_break_in_the_host_never_splits_a_connect(
+    transport_name: str, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """%0D%0A in a URL's host (urllib un-escapes it) is refused before the proxy sees a byte."""
+    with fs.FaultServer([fs.respond(b"HTTP/1.1 200 Connection established\r\n\r\n")]) as proxy:
+        no_proxy_env.setenv("HTTPS_PROXY", proxy.url)
+        transport = TRANSPORTS[transport_name]()
+        with pytest.raises(ConfigurationError, match="escaped space or control character"):
+            transport(f"https://{SMUGGLING_HOST}/api/ping/x", b"{}", {"Host": "a"}, 3.0)
+    assert proxy.connections == 0
+
+
+def test_the_connect_request_itself_refuses_a_control_character() -> None:
+    """However a tunnel host got there, a CONNECT line with CR or LF is never written."""
+    with fs.FaultServer([fs.respond(b"HTTP/1.1 200 Connection established\r\n\r\n")]) as proxy:
+        conn = HTTPConnection("127.0.0.1", proxy.port, deadline=time.monotonic() + 5)
+        conn.set_tunnel("a.example\r\nX-Smuggled: 1", 443)
+        try:
+            with pytest.raises(ConfigurationError, match="CONNECT request"):
+                conn.connect()
+        finally:
+            conn.close()
+    assert proxy.requests == []
+
+
+def test_a_base_url_with_an_escaped_control_character_is_refused() -> None:
+    """base_url's host with %0D%0A fails at construction, not in the transport."""
+    with pytest.raises(ConfigurationError, match="control characters"):
+        OpShift(SECRET, base_url=f"https://{SMUGGLING_HOST}")
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "HTTP_PROXY"])
+def test_a_password_with_an_unescaped_at_and_slash_is_refused_unseen(
+    transport_name: str, variable: str, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """u:pw@piece/x@proxy: urllib would connect to a piece of the password; refused unseen."""
+    no_proxy_env.setenv(variable, "http://userx:pw@hunter2/x@proxy.corp:3128")
+    scheme = "https" if variable == "HTTPS_PROXY" else "http"
+    transport = TRANSPORTS[transport_name]()
+    with pytest.raises(ConfigurationError) as caught:
+        transport(f"{scheme}://opshift.invalid/api/ping/w", b"", {}, 3.0)
+    text = str(caught.value)
+    assert variable in text and "%40" in text
+    assert "hunter2" not in text and "userx" not in text

@@ -50,17 +50,23 @@ def client_from(args: argparse.Namespace) -> OpShift:
     return client
 
 
-def check_call(kind: Kind, key: str, fields: dict[str, Any]) -> None:
+def check_call(kind: Kind, key: str, fields: dict[str, Any], base_url: str | None) -> None:
     """Check a call by the rules every client applies before sending, sending nothing.
 
     A caller without a signer or transport prepares exactly as the client's own does, and
     needs no secret: ``opshift run`` checks its flags before its command starts.
+    ``base_url`` is --base-url (None: OPSHIFT_BASE_URL, then the default), so an id given
+    as a URL is checked against the server the call will go to.
 
     Raises:
         UsageError: the id or a field breaks a documented limit (exit 2, not OpShift's 400).
     """
     try:
-        Caller(DEFAULT_BASE_URL, None, None).prepare(kind, key, fields)
+        base = check_base_url(base_url)
+    except ConfigurationError:
+        base = DEFAULT_BASE_URL  # reported when the client is built; the check needs one
+    try:
+        Caller(base, None, None).prepare(kind, key, fields)
     except OpShiftError as error:
         raise UsageError(str(error)) from error
 
@@ -70,7 +76,7 @@ def ping(args: argparse.Namespace) -> int:
     fields = fields_given(
         status=args.status, reason=args.reason, group_key=args.group_key, metadata=args.metadata
     )
-    check_call(PING, args.token, fields)
+    check_call(PING, args.token, fields, args.base_url)
     result = client_from(args).ping(
         args.token,
         status=args.status,
@@ -90,7 +96,7 @@ def alert(args: argparse.Namespace) -> int:
         metadata=args.metadata,
         group_key=args.group_key,
     )
-    check_call(ALERT, args.webhook, fields)
+    check_call(ALERT, args.webhook, fields, args.base_url)
     result = client_from(args).alert(
         args.webhook,
         title=args.title,

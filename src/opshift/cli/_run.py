@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
             not run (a missing secret does not stop it: the ping is lost, the job is not).
     """
     command = list(args.argv)
-    check_call(PING, args.token, fields_given(group_key=args.group_key, metadata=args.metadata))
+    fields = fields_given(group_key=args.group_key, metadata=args.metadata)
+    check_call(PING, args.token, fields, args.base_url)
     stderr_tail = _Tail()
     started = time.monotonic()
     try:

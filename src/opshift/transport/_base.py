@@ -9,6 +9,7 @@ Imports only ``opshift.errors`` and, lazily, ``json``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from ..errors import ConfigurationError, redirect_error
@@ -41,6 +42,7 @@ _CHUNK = 64 * 1024
 _DELIMITERS = frozenset('"(),/:;<=>?@[\\]{} ')
 _checked_names: dict[str, bool] = {}  # a valid header name -> is it a framing header
 _FRAMING = frozenset({"transfer-encoding", "connection", "content-length"})
+_ESCAPED_CONTROL = re.compile(r"%(?:[01][0-9A-Fa-f]|20|7[Ff])")  # %00-%1F, space, DEL
 
 
 class Transport(Protocol):
@@ -88,6 +90,12 @@ def check_request(url: str, headers: Mapping[str, str], body: bytes) -> None:
         raise ConfigurationError(
             f"The URL {url!r:.80} contains a space or a control character; nothing was sent."
         )
+    if "%" in url and _ESCAPED_CONTROL.search(_authority(url)):
+        # urllib un-escapes the host (for a proxy's CONNECT line too): %0D%0A would split it.
+        raise ConfigurationError(
+            f"The URL {url!r:.80} has an escaped space or control character in its host; "
+            "nothing was sent. Check base_url."
+        )
     for name, value in headers.items():
         framing = _checked_names.get(name)
         if framing is None:
@@ -117,6 +125,14 @@ def check_request(url: str, headers: Mapping[str, str], body: bytes) -> None:
                 f"The header {name!r} would contradict how the transport frames the body "
                 "(it sends Content-Length itself); leave it out. Nothing was sent."
             )
+
+
+def _authority(url: str) -> str:
+    """The ``user@host:port`` part of ``scheme://authority/path``."""
+    rest = url.partition("://")[2]
+    for end in "/?#":
+        rest = rest.partition(end)[0]
+    return rest
 
 
 def _is_field_char(char: str) -> bool:

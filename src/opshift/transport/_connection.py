@@ -17,6 +17,7 @@ import ssl
 import sys
 from collections.abc import Mapping
 
+from ..errors import ConfigurationError
 from ._base import ProxyRefused
 from ._response import Response
 from ._socket import DeadlineSocket, handshake, open_socket
@@ -95,6 +96,13 @@ class HTTPConnection(http.client.HTTPConnection):
         for key, value in self._tunnel_headers.items():
             if key.lower() != "host":  # Python 3.12+ adds its own Host to the tunnel headers
                 lines.append(f"{key}: {value}".encode("latin-1"))
+        # Nothing the caller gave may split the CONNECT request: every byte of it visible
+        # ASCII or a space inside a line (the host was un-escaped by urllib on the way).
+        if any(not 0x20 <= byte < 0x7F for line in lines for byte in line) or b" " in name:
+            raise ConfigurationError(
+                "The proxy's CONNECT request would hold a control character (from the URL's "
+                "host or the proxy settings); nothing was sent."
+            )
         sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
         answer = Response(sock, method="CONNECT")  # type: ignore[arg-type]
         try:

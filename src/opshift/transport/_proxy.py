@@ -51,12 +51,26 @@ def proxy_settings() -> dict[str, str]:
             valid = valid and hostport.isprintable() and " " not in hostport
         except ValueError:
             valid = False
-        if not valid:
+        if not valid or _cut_in_the_credentials(value):
             raise ConfigurationError(
                 f"The {scheme} proxy setting ({scheme.upper()}_PROXY) is not a proxy URL like "
-                "http://user:password@proxy.example:3128; fix or unset it. Nothing was sent."
+                "http://user:password@proxy.example:3128 (an @ or / in the user or password "
+                "must be written %40 or %2F); fix or unset it. Nothing was sent."
             )
     return proxies
+
+
+def _cut_in_the_credentials(value: str) -> bool:
+    """True if urllib would take part of the credentials for the proxy's address.
+
+    urllib ends the authority at the first ``/`` after the first ``@``: in
+    ``http://u:p@ss/w@proxy:3128`` it would connect to ``ss``, a piece of the password
+    (looked up in DNS, and shown in errors). An ``@`` after that cut means exactly this.
+    """
+    rest = value.partition("://")[2]
+    at = rest.find("@")
+    end = rest.find("/", at) if at != -1 else -1
+    return end != -1 and "@" in rest[end:]
 
 
 def proxy_bypass(netloc: str) -> bool:
