@@ -24,8 +24,10 @@ from collections.abc import Mapping
 from typing import Callable, Union, cast
 
 from . import _validation
+from ._call import ALERT
+from ._ids import id_from
 from .client import OpShift, caller
-from .errors import ConfigurationError
+from .errors import ConfigurationError, OpShiftError
 from .outbox import Outbox
 from .types import Metadata, Severity
 
@@ -140,6 +142,14 @@ class AlertHandler(logging.Handler):
             client = outbox.client
         elif client is None:
             client = OpShift()
+        try:  # the id, or the id of the dashboard's URL for it, checked before any record
+            id_from(
+                webhook_url, prefix=ALERT.prefix, id_name="webhook_url", base_url=client.base_url
+            )
+        except OpShiftError as error:
+            if owns_client:
+                client.close()
+            raise ConfigurationError(f"AlertHandler: {error}") from error
         owns_outbox = outbox is None
         if outbox is None:
             try:

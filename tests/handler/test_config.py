@@ -316,3 +316,22 @@ def test_a_failed_construction_leaves_nothing_for_logging_shutdown() -> None:
         .startswith("opshift.errors.ConfigurationError: No OpShift secret")
     )
     assert "AttributeError" not in done.stderr
+
+
+def test_the_webhook_may_be_its_dashboard_url_and_a_path_is_refused_at_once() -> None:
+    """AlertHandler takes the dashboard URL for its webhook; a/b fails at construction."""
+    fake = FakeTransport(SECRET, auto_create=True)
+    client = OpShift(SECRET, transport=fake)
+    url = f"{client.base_url}/api/alerts/trigger/app-errors"
+    handler = AlertHandler(url, client=client, level="ERROR")
+    log = quiet_logger("app.url-webhook")
+    log.addHandler(handler)
+    try:
+        log.error("boom")
+        assert handler.outbox.flush(5)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert [r.path for r in fake.requests] == ["/api/alerts/trigger/app-errors"]
+    with pytest.raises(ConfigurationError, match="webhook_url must be the id alone"):
+        AlertHandler("a/b", client=client)
