@@ -67,3 +67,18 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
 def cli(monkeypatch: pytest.MonkeyPatch) -> InProcess:
     """The CLI, run in-process with the environment restored after the test."""
     return InProcess(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """A framework that configures logging (Celery's worker sets the root level to ERROR)
+    must not silence later tests' log assertions: the root level and handlers come back."""
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    for handler in root.handlers[:]:
+        if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)  # pytest's own capture handlers are pytest's to remove
