@@ -13,6 +13,7 @@ import pytest
 from opshift.cli._doctor import Check
 from opshift.testing import OpShiftServer
 
+from . import faultserver as fs
 from .helpers import (
     SECRET,
     Certificate,
@@ -208,3 +209,65 @@ def test_doctor_compares_the_clocks(date: str | None, ok: bool) -> None:
     assert isinstance(check, Check)
     assert check.ok is ok
     assert ("NTP" in (check.fix or "")) is not ok
+
+
+@pytest.mark.parametrize(
+    ("answer", "fix"),
+    [
+        pytest.param(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n", "proxy's user and password", id="407"),
+        pytest.param(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", "try again later", id="503"),
+        pytest.param(b"HTTP/1.1 301 Moved\r\nLocation: https://elsewhere.example/\r\nContent-Length: 0\r\n\r\n", "set base_url to https://elsewhere.example", id="redirect"),
+    ],
+)  # fmt: skip
+def test_an_answer_that_is_not_opshifts_is_a_failed_http_check_with_its_fix(
+    cli: InProcess, answer: bytes, fix: str
+) -> None:
+    """A 407, a 503 or a redirect elsewhere fails the http check, saying what to do."""
+    with fs.FaultServer([fs.respond(answer)]) as server:
+        status, found = checks(cli, env={"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": server.url})
+    assert status == 1
+    assert found["http"]["ok"] is False
+    assert fix in found["http"]["fix"]
+
+
+def test_a_server_that_hangs_up_is_a_failed_http_check(cli: InProcess) -> None:
+    """No answer at all to HEAD: the http check fails and says so."""
+    with fs.FaultServer([fs.respond(b"")]) as server:
+        status, found = checks(cli, env={"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": server.url})
+    assert status == 1
+    assert "got no answer" in found["http"]["detail"]
+
+
+def test_https_to_a_port_that_speaks_http_fails_the_tls_check(cli: InProcess) -> None:
+    """base_url says https but the port answers plain HTTP: the handshake fails, with a fix."""
+    with fs.FaultServer([fs.respond(b"HTTP/1.1 400 Bad Request\r\n\r\n")]) as server:
+        url = server.url.replace("http://", "https://")
+        status, found = checks(cli, env={"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": url})
+    assert status == 1
+    assert found["tls"]["ok"] is False
+    assert "serves https" in found["tls"]["fix"]
+
+
+def test_a_certificate_for_another_name_is_named_as_such(
+    cli: InProcess, tls_server: OpShiftServer, certificate: Certificate
+) -> None:
+    """Trusted CA, wrong host name (localhost vs 127.0.0.1): the fix says use the cert's name."""
+    url = tls_server.url.replace("127.0.0.1", "localhost")
+    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": url, "SSL_CERT_FILE": certificate.cert}
+    status, found = checks(cli, env=env)
+    assert status == 1
+    assert found["tls"]["ok"] is False
+    assert "host name the certificate names" in found["tls"]["fix"]
+
+
+def test_a_bad_opshift_disabled_and_a_socks_proxy_are_reported(
+    cli: InProcess, server: OpShiftServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OPSHIFT_DISABLED=ture and HTTP_PROXY=socks5://... each fail their check with a fix."""
+    monkeypatch.setenv("HTTP_PROXY", "socks5://127.0.0.1:1080")
+    env = {"OPSHIFT_SECRET": SECRET, "OPSHIFT_BASE_URL": server.url, "OPSHIFT_DISABLED": "ture"}
+    status, found = checks(cli, env=env)
+    assert status == 1
+    assert found["disabled"]["fix"] == "unset OPSHIFT_DISABLED"
+    assert found["proxy"]["ok"] is False
+    assert "socks5:// proxy" in found["proxy"]["detail"]
