@@ -134,3 +134,11 @@ def test_import_opshift_never_imports_pytest() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == []
+
+
+def test_importing_the_integrations_package_imports_no_framework() -> None:
+    """`import opshift.integrations` loads no framework (nor redis, nor typing)."""
+    added = _new_modules("import opshift, opshift.integrations")
+    assert "opshift.integrations" in added
+    frameworks = {"celery", "kombu", "billiard", "apscheduler", "rq", "redis", "django", "typing"}
+    assert not {m.split(".")[0] for m in added} & frameworks, added

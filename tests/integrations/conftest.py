@@ -1,4 +1,5 @@
-"""Fixtures for the integrations tests: Celery is needed for all but the core's tests."""
+"""Fixtures for the integrations tests: a Celery app, a recording pinger, a manual clock and
+timer, and a real redis-server for RQ."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..helpers import Clock
-from .rig import ManualTimer, RecordingPinger, memory_app
+from .rig import ManualTimer, RecordingPinger, memory_app, redis_server
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -43,3 +44,11 @@ def clock() -> Clock:
 def timer(clock: Clock) -> ManualTimer:
     """A timer that calls back only when the test says so."""
     return ManualTimer(clock)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real redis-server for the session (skips when it is not installed)."""
+    pytest.importorskip("rq")
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url

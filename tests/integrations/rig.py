@@ -1,13 +1,20 @@
-"""The integrations tests' shared code: a timer driven by hand, a pinger that records, and
-an in-process Celery worker on the memory broker that starts and stops fast."""
+"""The integrations tests' shared code: a timer driven by hand, a pinger that records, an
+in-process Celery worker on the memory broker that starts and stops fast, and a real
+redis-server for RQ."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+import pytest
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -147,3 +154,51 @@ def worker(app: Celery, **options: Any) -> Iterator[None]:
         setattr(state, "should_terminate", 0)  # noqa: B010 - the stubs type it None
         app.send_task("rig.wake")
         app.send_task("rig.wake")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A real ``redis-server`` on a free port in ``folder``, no persistence; its URL.
+
+    Skips the test when the binary is missing (``apt-get install redis-server``).
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", str(folder)]  # fmt: skip
+    log = (folder / "redis.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        from redis import Redis
+
+        client = Redis.from_url(url)
+        wait_for(lambda: process.poll() is not None or _answers(client), timeout=10)
+        if process.poll() is not None:
+            raise AssertionError(f"redis-server exited: {(folder / 'redis.log').read_text()}")
+        client.close()
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+
+
+def _answers(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False

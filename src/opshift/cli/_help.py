@@ -140,9 +140,10 @@ _PLAN = """examples:
   opshift plan proj.celery:app --json
 
 OpShift has no cron schedules: a monitor expects a ping every interval, plus a grace
-period, both set in the dashboard. For each beat entry of the app, this prints its
-ping token (or "not monitored"), the longest gap between two runs (computed with the
-schedule objects themselves, in the app's timezone) and the interval and grace to set.
+period, both set in the dashboard. MODULE:ATTR names a Celery app or an APScheduler
+scheduler. For each beat entry or job, this prints its ping token (or "not
+monitored"), the longest gap between two runs (computed with the schedule objects
+themselves, in their timezone) and the interval and grace to set.
 It warns about schedules faster than OpShift's ping limit, irregular gaps, and tokens
 shared by two entries. Nothing is sent.
 

@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = command("plan", "the interval and grace to set for each scheduled job", [])
     plan.add_argument(
-        "target", metavar="MODULE:ATTR", help="the Celery app to load, e.g. proj.celery:app"
+        "target",
+        metavar="MODULE:ATTR",
+        help="the Celery app or APScheduler scheduler to load, e.g. proj.celery:app",
     )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     return parser

@@ -11,8 +11,11 @@ opshift.integrations`` imports none. The modules, from the bottom up:
 - ``_core``: ``Reporter``, the one place that decides what a finished run sends and when
   (its docstring numbers the rules: one count per run, the shapes, ``up`` spacing, never
   breaking the job, fork);
-- ``celery``: Celery's signals translated into the core's calls; ``_plan``: the longest
-  gap between a beat entry's runs, for ``opshift plan``.
+- ``celery``: Celery's signals translated into the core's calls; ``apscheduler``: one
+  scheduler listener; ``rq``: a worker's exception handler, job class and work-horse-killed
+  hook; ``django``: ``MonitoredCommand``, a management command reporting its own runs;
+- ``_plan``: the longest gap between a beat entry's (or an APScheduler job's) runs, for
+  ``opshift plan``.
 
 A new framework is one module: resolve a run to a token with a ``Matcher``, and call a
 ``Reporter``'s ``succeeded``/``failed``/``overrunning`` once per run, when its final

@@ -5,9 +5,11 @@ or ``failed`` is called once per run by the framework module, never for an attem
 will be retried. The attempts so far ride on that one ping (``attempts``).
 
 Rule 2 (shapes). ``up``: metadata ``durationMs``, ``attempts``, ``task_id``, ``task``,
-``host`` (and ``runs`` when it stands for several runs, Rule 3). ``down``: reason
-``"<ExceptionType>: <message>"`` cut to 200 characters, as ``client.monitor()`` writes it,
-and the same metadata plus the traceback's tail (``monitor.tail``). With an alert webhook
+``host`` (and ``runs`` when it stands for several runs, Rule 3), plus a framework's own
+fields (``Run.extra``). ``down``: reason ``"<ExceptionType>: <message>"`` cut to 200
+characters, as ``client.monitor()`` writes it (or the framework's own words for a run that
+never ran: "missed the 02:00 run"), and the same metadata plus the traceback's tail
+(``monitor.tail``). With an alert webhook
 a final failure also raises an alert titled ``"<task> failed: <ExceptionType>"``, grouped
 by ``"<source>:<task>:<ExceptionType>"`` so repeats fold into one open alert.
 
@@ -16,7 +18,9 @@ Rule 3 (spacing). ``up`` pings for one token go out at least ``UP_SPACING`` (7.5
 sooner is held and counted; one ``up`` for the held runs (the latest one's metadata, with
 ``runs``) leaves as soon as the spacing allows, by the timer. A ``down`` is never held: it
 goes at once and cancels a held ``up`` (which would otherwise land after it and hide
-it); the held count then rides on the next ``up``. Spacing is per process.
+it); the held count then rides on the next ``up``. Spacing is per process, unless a
+``Gate`` keeps it elsewhere (an RQ work horse lives for one job, so RQ's is in Redis: a
+run within the spacing is counted there and rides on the next ``up`` that passes).
 
 Rule 4 (never break the job). No method raises: a failure to ping or alert is logged on
 the ``opshift`` logger. With an ``Outbox`` as the pinger nothing here touches the network.
@@ -29,6 +33,7 @@ thread; what the parent held is the parent's to send.
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import socket
 import threading
@@ -37,8 +42,8 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from .. import _log
-from ..errors import BadRequestError
+from .. import _log, _validation
+from ..errors import BadRequestError, ConfigurationError
 from ..monitor import failure_reason, tail
 from ..outbox import _process  # noqa: F401 - its exit flush must be registered before ours
 from ._timer import Cancel, ThreadTimer, Timer
@@ -46,11 +51,29 @@ from ._timer import Cancel, ThreadTimer, Timer
 if TYPE_CHECKING:
     from ..types import Metadata, Pinger, PingStatus, Severity
 
-__all__ = ["UP_SPACING", "Alerter", "Reporter", "Run", "failure_of", "hostname"]
+__all__ = [
+    "UP_SPACING",
+    "Alerter",
+    "Failure",
+    "Gate",
+    "Reporter",
+    "Run",
+    "failure_of",
+    "hostname",
+    "reporter_for",
+]
 
 UP_SPACING = 7.5  # seconds between two ups of one token: 8 a minute, under OpShift's 10
 _TITLE_LIMIT = 200
 _DESCRIPTION_LIMIT = 2000
+
+
+class Gate(Protocol):
+    """Rule 3 kept outside this process (an RQ work horse lives for one job): for a
+    finished run, the number of runs held since the token's last ``up`` if an ``up`` may
+    go now, or None if this run is to be held (and counted there)."""
+
+    def admit(self, token: str) -> int | None: ...
 
 
 class Alerter(Protocol):
@@ -78,6 +101,7 @@ class Run:
     attempts: int = 1
     duration_ms: int | None = None
     host: str | None = None
+    extra: Metadata | None = None  # a framework's own fields (APScheduler's ``scheduled``)
 
     def metadata(self) -> Metadata:
         """The metadata every ping for this run carries."""
@@ -89,6 +113,8 @@ class Run:
             fields["task_id"] = self.task_id
         fields["task"] = self.task
         fields["host"] = self.host if self.host is not None else hostname()
+        if self.extra:
+            fields.update(self.extra)
         return fields
 
 
@@ -121,16 +147,36 @@ def hostname() -> str:
 
 
 class _Token:
-    """One token's spacing state (Rule 3), guarded by its own lock."""
+    """One token's spacing state (Rule 3), guarded by its own lock, except the count.
 
-    __slots__ = ("handle", "held", "last_up", "latest", "lock")
+    A run counts itself with ``next(arrivals)``, atomic without the lock, so a run that an
+    already scheduled ``up`` will carry takes no lock: hooks run on many threads (an
+    APScheduler executor's ten), and queuing them on one lock per token cost 3x the time
+    of a no-op job. The sender reads the count with a ``next()`` of its own (``reads``).
+    """
+
+    __slots__ = ("arrivals", "handle", "last_up", "latest", "lock", "reads", "sent")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.last_up = float("-inf")
-        self.held = 0
+        self.arrivals = itertools.count(1)
+        self.reads = 0  # the arrivals' numbers the sender took to read the count
+        self.sent = 0  # runs an up has carried so far
         self.latest: Run | None = None
         self.handle: Cancel | None = None
+
+    def take_held(self) -> int:
+        """The runs counted but not yet sent, from now on sent; the caller holds ``lock``."""
+        self.reads += 1
+        total = next(self.arrivals) - self.reads
+        held, self.sent = total - self.sent, total
+        return held
+
+
+def _due(state: _Token) -> bool:
+    """Whether an ``up`` for the token is scheduled (it will count every run so far)."""
+    return state.handle is not None
 
 
 _REPORTERS: weakref.WeakSet[Reporter] = weakref.WeakSet()
@@ -148,6 +194,7 @@ class Reporter:
         clock: monotonic seconds, for the spacing; tests pass a fake one.
         timer: calls back later (held ups, ``max_runtime``); tests pass one they drive.
         spacing: seconds between two ``up`` pings of one token.
+        gate: keeps the spacing across processes instead (see ``Gate``).
     """
 
     def __init__(
@@ -160,8 +207,10 @@ class Reporter:
         clock: Callable[[], float] = time.monotonic,
         timer: Timer | None = None,
         spacing: float = UP_SPACING,
+        gate: Gate | None = None,
     ) -> None:
         self.pinger = pinger
+        self.gate = gate
         self.source = source
         self.alert_webhook = alert_webhook
         self.alert_severity = alert_severity
@@ -176,6 +225,9 @@ class Reporter:
         self._tokens_lock = threading.Lock()
 
     def _token(self, token: str) -> _Token:
+        state = self._tokens.get(token)  # no lock once made: hooks run on many threads
+        if state is not None:
+            return state
         with self._tokens_lock:
             state = self._tokens.get(token)
             if state is None:
@@ -185,12 +237,17 @@ class Reporter:
     def succeeded(self, run: Run) -> None:
         """Report a run's final success: ``up`` now, or held until the spacing allows."""
         try:
+            if self.gate is not None:
+                self._through_gate(run, self.gate)
+                return
             state = self._token(run.token)
+            state.latest = run
+            next(state.arrivals)
+            if _due(state):
+                return  # an up is already due: it counts this run when it is sent
             with state.lock:
-                state.held += 1
-                state.latest = run
-                if state.handle is not None:
-                    return  # an up is already due: it will carry this run
+                if _due(state):  # again, now under the lock
+                    return
                 wait = state.last_up + self.spacing - self.clock()
                 if wait > 0:
                     state.handle = self.timer.schedule(wait, lambda: self._release(run.token))
@@ -198,6 +255,15 @@ class Reporter:
                 self._send_held(state)
         except Exception as error:
             self._log_failure(run, "up", error)
+
+    def _through_gate(self, run: Run, gate: Gate) -> None:
+        held = gate.admit(run.token)
+        if held is None:
+            return  # within the spacing: counted by the gate, rides on the next up
+        metadata = run.metadata()
+        if held:
+            metadata["runs"] = held + 1
+        self.pinger.ping(run.token, status="up", metadata=metadata)
 
     def _release(self, token: str) -> None:
         """The timer's call: send the held up, if a down has not cancelled it."""
@@ -212,11 +278,12 @@ class Reporter:
                 self._log_failure(state.latest, "up", error)
 
     def _send_held(self, state: _Token) -> None:
-        """Send one up for the held runs; the caller holds ``state.lock``."""
-        run, runs = state.latest, state.held
-        if run is None:
+        """Send one up for the held runs (none: nothing); the caller holds ``state.lock``."""
+        run = state.latest
+        runs = state.take_held()
+        if run is None or runs <= 0:
             return
-        state.held, state.last_up = 0, self.clock()
+        state.last_up = self.clock()
         metadata = run.metadata()
         if runs > 1:
             metadata["runs"] = runs
@@ -300,6 +367,41 @@ class Reporter:
             run.token,
             error,
         )
+
+
+def reporter_for(
+    pinger: Pinger,
+    *,
+    source: str,
+    alert_webhook: str | None = None,
+    alert_severity: Severity | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    timer: Timer | None = None,
+    gate: Gate | None = None,
+) -> Reporter:
+    """A ``Reporter`` for a framework's ``instrument()``, its alerting options checked.
+
+    Raises:
+        ConfigurationError: ``alert_webhook`` is not a usable webhook id, or the pinger
+            has no ``alert()`` to raise it with.
+    """
+    if alert_webhook is not None:
+        problem = _validation.path_problem("webhook_url", alert_webhook)
+        if problem is not None:
+            raise ConfigurationError(f"alert_webhook: {problem}")
+        if not callable(getattr(pinger, "alert", None)):
+            raise ConfigurationError(
+                f"alert_webhook needs a pinger with alert(); {type(pinger).__name__} has none."
+            )
+    return Reporter(
+        pinger,
+        source=source,
+        alert_webhook=alert_webhook,
+        alert_severity=alert_severity,
+        clock=clock,
+        timer=timer,
+        gate=gate,
+    )
 
 
 def _after_fork_in_child() -> None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from .. import _log, _validation
 from ..errors import ConfigurationError
-from ._core import Failure, Reporter, Run, failure_of
+from ._core import Failure, Reporter, Run, failure_of, reporter_for
 from ._match import Matcher, Monitors, shared_token_warnings
 
 if TYPE_CHECKING:
@@ -118,15 +118,7 @@ def instrument(
         raise ConfigurationError(f"tasks must be 'beat' or 'all', not {tasks!r}.")
     if max_runtime is not None:
         max_runtime = _validation.check_number("max_runtime", max_runtime)
-    if alert_webhook is not None:
-        problem = _validation.path_problem("webhook_url", alert_webhook)
-        if problem is not None:
-            raise ConfigurationError(f"alert_webhook: {problem}")
-        if not callable(getattr(pinger, "alert", None)):
-            raise ConfigurationError(
-                f"alert_webhook needs a pinger with alert(); {type(pinger).__name__} has none."
-            )
-    reporter = Reporter(
+    reporter = reporter_for(
         pinger,
         source="celery",
         alert_webhook=alert_webhook,
