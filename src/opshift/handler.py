@@ -106,6 +106,10 @@ class AlertHandler(logging.Handler):
             no client and the environment has no valid secret.
     """
 
+    # Never shows the SDK's own records (the recursion guard): the outbox's exit report
+    # looks for another handler that would, else prints on stderr.
+    shows_sdk_records = False
+
     def __init__(
         self,
         webhook_url: str,
@@ -280,7 +284,10 @@ class AlertHandler(logging.Handler):
 
     def close(self) -> None:
         """Stop handling; close the outbox (flushing for its ``exit_timeout``) if the
-        handler made it, and the client if it made that. A passed-in one stays open."""
+        handler made it, and the client if it made that. A passed-in one stays open.
+
+        At interpreter exit (``logging.shutdown``) the outbox has already had its exit
+        flush: closing it takes only what is left of that one ``exit_timeout``."""
         self.acquire()
         try:
             if self._owns_outbox:

@@ -21,7 +21,7 @@ from opshift import (
     OpShift,
 )
 from opshift.outbox import Outbox, _schema
-from opshift.outbox._schema import APPLICATION_ID
+from opshift.outbox._schema import APPLICATION_ID, SCHEMA_VERSION
 from opshift.outbox._sqlite import ENQUEUE_WAIT, SQLiteStore
 from opshift.testing import FakeTransport, OpShiftServer
 
@@ -195,7 +195,7 @@ def test_a_newer_schema_is_refused_and_an_empty_file_is_upgraded(tmp_path: Path)
     empty.touch()
     quiet_outbox(OpShift(SECRET), empty).close()
     with closing(sqlite3.connect(empty)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert conn.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 

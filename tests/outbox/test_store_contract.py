@@ -4,16 +4,23 @@ bounded alike; then what only a file shared by processes does."""
 
 from __future__ import annotations
 
+import sqlite3
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
+from opshift.outbox import _schema
 from opshift.outbox._memory import MemoryStore
 from opshift.outbox._sqlite import SQLiteStore
 from opshift.outbox._store import BATCH, Finish, Item, Store
+
+if TYPE_CHECKING:
+    from _typeshed import TraceFunction
 
 NOW = 1_800_000_000.0
 LEASE = 600.0
@@ -276,3 +283,60 @@ def test_a_lease_lost_to_another_sender_stops_the_batch(file_path: str) -> None:
     assert first.finish(renewal) is False
     first.close()
     second.close()
+
+
+# A full store refuses an item at a cost that does not grow with what waits.
+
+
+@pytest.fixture
+def sqlite_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts SQLite VM steps run on enqueue connections opened from now on."""
+    counter = [0]
+    connect = _schema.connect
+
+    def tick() -> int:
+        counter[0] += 1
+        return 0
+
+    def metered_connect(path: str, wait: float) -> sqlite3.Connection:
+        conn = connect(path, wait)
+        conn.set_progress_handler(tick, 1)
+        return conn
+
+    monkeypatch.setattr(_schema, "connect", metered_connect)
+    return counter
+
+
+def _refusal_work(store: Store, waiting: int, sqlite_steps: list[int]) -> int:
+    """Fill the store up to ``waiting`` alerts (no up ping anywhere), then count the work of
+    refusing one more: lines of the SDK's Python run plus SQLite VM steps (not a time)."""
+    while store.count() < waiting:
+        store.add("alert", f"/d{store.count() % 5}", b"{}", False, NOW, waiting)
+    lines = 0
+
+    def tracer(frame: FrameType, event: str, arg: object) -> TraceFunction:
+        nonlocal lines
+        if event == "line" and "opshift" in frame.f_code.co_filename:
+            lines += 1
+        return tracer
+
+    before = sqlite_steps[0]
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        item_id, dropped = store.add("alert", "/new", b"{}", False, NOW, waiting)
+    finally:
+        sys.settrace(previous)
+    assert item_id == 0 and dropped is not None
+    return lines + sqlite_steps[0] - before
+
+
+def test_refusing_an_item_when_full_costs_the_same_however_much_waits(
+    store: Store, sqlite_steps: list[int]
+) -> None:
+    """Full with no up ping to drop: refusing costs as much at 2,000 waiting as at 200."""
+    add(store, "/held", up=True)
+    assert store.claim(NOW, LEASE) is not None  # its up ping is a sender's: not droppable
+    small = _refusal_work(store, 200, sqlite_steps)
+    large = _refusal_work(store, 2000, sqlite_steps)
+    assert large <= small + 50, (small, large)

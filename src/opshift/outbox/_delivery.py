@@ -17,13 +17,23 @@ from .._retry import backoff_wait
 from ..client import OpShift, caller
 from ..errors import OpShiftError
 from ._memory import MemoryStore
-from ._sqlite import SQLiteStore
+from ._sqlite import SENDER_WAIT, SQLiteStore
 from ._store import Finish, Item, Store, Work
 
-__all__ = ["IDLE_POLL", "PROGRESS_EVERY", "STAT_NAMES", "Counts", "Delivery"]
+__all__ = [
+    "IDLE_POLL",
+    "PROGRESS_EVERY",
+    "PROGRESS_SECONDS",
+    "RECORD_PATIENCE",
+    "STAT_NAMES",
+    "Counts",
+    "Delivery",
+]
 
 STAT_NAMES = ("delivered", "retried", "dropped_rejected", "dropped_expired", "dropped_full")
-PROGRESS_EVERY = 100  # delivered items recorded (one commit) at a time
+PROGRESS_EVERY = 100  # delivered items are recorded (one commit) at least this often...
+PROGRESS_SECONDS = 1.0  # ...and at least this often (seconds) while sends are slow
+RECORD_PATIENCE = 2.0  # how long a pass keeps trying to write a batch's result
 IDLE_POLL = 5.0  # how often a file-backed sender looks for other processes' items
 
 
@@ -63,6 +73,8 @@ class Delivery:
         spill: Items the file could not take, in order, until it takes writes again.
         lease: How long a claim on a destination lasts unless renewed, in seconds.
         stopping: Set by close(): a pass sends nothing more and the sender ends.
+        unrecorded: Batch results the file would not take in time (locked, full): each
+            pass writes them first, which releases their destinations' leases.
     """
 
     def __init__(
@@ -91,6 +103,7 @@ class Delivery:
         self.lease = max(60.0, 3 * client.timeout)
         self.stopping = False
         self.counts = Counts()
+        self.unrecorded: list[tuple[Store, Finish]] = []
         self._store_error_logged_at = float("-inf")
 
     def stores(self) -> list[Store]:
@@ -118,6 +131,7 @@ class Delivery:
             store.after_fork()
         self.counts.after_fork()
         self.stopping = False
+        self.unrecorded = []  # the parent's claims, not the child's
 
     def store_failed(self, exc: Exception) -> None:
         """Log a sender fault: with its traceback at first, then at most once a minute."""
@@ -139,11 +153,13 @@ class Delivery:
         a monotonic time, if given); return the seconds until the next one is due (None
         when nothing waits). ``urgent`` ignores backoff, as a flush does."""
         due: list[float] = []
+        self._write_unrecorded()
         file = self.store if isinstance(self.store, SQLiteStore) else None
         if file is not None and self.spill is not None and self.spill.count():
             self._move_spill_into(file, self.spill)
         for store in self.stores():
             try:
+                store.cap_backoff(self.clock() + self.backoff_max)
                 self._expire(store)
                 tried: set[str] = set()
                 if store is self.spill and file is not None and store.count():
@@ -162,7 +178,43 @@ class Delivery:
                 next_due = self.clock() + IDLE_POLL
             if next_due is not None:
                 due.append(next_due)
+        if self.unrecorded:  # try again soon: their destinations wait on it
+            due.append(self.clock() + SENDER_WAIT)
         return max(0.0, min(due) - self.clock()) if due else None
+
+    def _write_unrecorded(self) -> None:
+        """Write the results an earlier pass could not, ending their claims."""
+        for entry in list(self.unrecorded):
+            store, result = entry
+            try:
+                store.finish(result)
+            except sqlite3.Error as exc:
+                self.store_failed(exc)
+                return  # still unwritable: keep them, in order
+            self.unrecorded.remove(entry)
+
+    def _record(self, store: Store, result: Finish, deadline: float | None) -> bool | None:
+        """``store.finish(result)``, tried again for up to RECORD_PATIENCE seconds (within
+        ``deadline``) while the file will not take it; its answer, or None if it never did.
+
+        A released claim whose result could not be written is kept in ``unrecorded``: the
+        next pass writes it first, so its items are not sent again and the destination does
+        not wait out its lease.
+        """
+        give_up = time.monotonic() + RECORD_PATIENCE
+        if deadline is not None:
+            give_up = min(give_up, deadline)
+        while True:
+            try:
+                return store.finish(result)
+            except sqlite3.Error as exc:  # each try waits SENDER_WAIT for a lock
+                if time.monotonic() >= give_up or self.stopping:
+                    self.store_failed(exc)
+                    if result.release:
+                        self.unrecorded.append((store, result))
+                    return None
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    time.sleep(0.05)  # disk full, I/O: no lock wait paced this try
 
     def _move_spill_into(self, file: SQLiteStore, spill: MemoryStore) -> None:
         """Move what waited in memory into the file, in order, once the file takes writes."""
@@ -182,12 +234,14 @@ class Delivery:
         """Send a claimed destination's items in order; False if it must back off.
 
         The claim is always released (or handed back with its backoff), whatever happens.
+        What is delivered is recorded every PROGRESS_EVERY items and PROGRESS_SECONDS, so a
+        sender killed mid-batch leaves little to send again.
         """
         failures = work.failures
         next_attempt = 0.0
         done: list[int] = []
         rejected: list[tuple[Item, OpShiftError]] = []
-        renewed = time.monotonic()
+        renewed = recorded = time.monotonic()
         backing_off = False
         try:
             for item in work.items:
@@ -195,11 +249,11 @@ class Delivery:
                 if self.stopping or (deadline is not None and now >= deadline):
                     break
                 if now - renewed > self.lease / 3:  # keep the lease while the batch lasts
-                    kept = store.finish(self._renewal(work, done, failures))
-                    done = []
-                    renewed = now
-                    if not kept:  # the lease ran out and another sender took over
+                    kept = self._record(store, self._renewal(work, done, failures), deadline)
+                    if not kept:  # lost to another sender, or the file would not take it
                         return True
+                    done = []
+                    renewed = recorded = now
                 try:
                     caller(self.client).send_once(
                         item.destination, item.body, self._send_timeout(deadline)
@@ -221,26 +275,23 @@ class Delivery:
                 if failures:
                     self._resumed(item, failures)
                     failures = 0
-                if len(done) >= PROGRESS_EVERY:
-                    if not store.finish(self._renewal(work, done, 0)):
+                now = time.monotonic()
+                if len(done) >= PROGRESS_EVERY or now - recorded >= PROGRESS_SECONDS:
+                    if not self._record(store, self._renewal(work, done, 0), deadline):
                         return True
                     done = []
-                    renewed = time.monotonic()
+                    renewed = recorded = time.monotonic()
             return True
         finally:
             self._rejected(rejected)
-            try:
-                store.finish(
-                    Finish(
-                        work.destination,
-                        tuple(done),
-                        failures,
-                        next_attempt if backing_off else 0.0,
-                        release=True,
-                    )
-                )
-            except sqlite3.Error as exc:  # the lease runs out by itself; items are re-sent
-                self.store_failed(exc)
+            ending = Finish(
+                work.destination,
+                tuple(done),
+                failures,
+                next_attempt if backing_off else 0.0,
+                release=True,
+            )
+            self._record(store, ending, deadline)
 
     def _renewal(self, work: Work, done: list[int], failures: int) -> Finish:
         """Record what is done so far and keep the claim for another lease."""

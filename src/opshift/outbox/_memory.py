@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections import deque
+from collections import OrderedDict
 
 from ._store import BATCH, Finish, Item, Work
 
@@ -14,7 +14,9 @@ __all__ = ["MemoryStore"]
 class MemoryStore:
     """Items in this process's memory; lost if the process dies. Thread-safe.
 
-    A claim lasts until ``finish`` releases it: no other sender shares this memory.
+    A claim lasts until ``finish`` releases it: no other sender shares this memory. Each
+    destination's items, and apart its up pings, are kept in insertion order with O(1)
+    removal, so a full store finds the up ping to drop, or refuses, without a scan.
 
     Args:
         first_id: The first id handed out (a spill store counts from far above the file's).
@@ -26,7 +28,8 @@ class MemoryStore:
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
-        self._queues: dict[str, deque[Item]] = {}
+        self._queues: dict[str, OrderedDict[int, Item]] = {}
+        self._ups: dict[str, OrderedDict[int, Item]] = {}  # only destinations with up pings
         self._failures: dict[str, int] = {}
         self._next_attempt: dict[str, float] = {}
         self._claimed: set[str] = set()
@@ -40,6 +43,7 @@ class MemoryStore:
 
         When full, the oldest waiting ``up`` ping makes room; if there is none, the new
         item is not stored: its id is 0 and it is itself returned as the dropped one.
+        Either way the cost does not grow with how many items wait.
         """
         with self._lock:
             dropped = None
@@ -51,43 +55,86 @@ class MemoryStore:
             self._next_id += 1
             queue = self._queues.get(destination)
             if queue is None:
-                queue = self._queues[destination] = deque()
-            queue.append(item)
+                queue = self._queues[destination] = OrderedDict()
+            queue[item.id] = item
+            if is_up:
+                self._ups.setdefault(destination, OrderedDict())[item.id] = item
             self._count += 1
             return item.id, dropped
 
     def _pop_oldest_up(self) -> Item | None:
+        """The oldest up ping of a destination no sender holds, removed; O(destinations)."""
         oldest: Item | None = None
-        for destination, queue in self._queues.items():
+        for destination, ups in self._ups.items():
             if destination in self._claimed:
                 continue
-            for item in queue:
-                if item.is_up and (oldest is None or item.id < oldest.id):
-                    oldest = item
-                    break  # the first up ping of a queue is its oldest
+            first = next(iter(ups.values()))
+            if oldest is None or first.id < oldest.id:
+                oldest = first
         if oldest is not None:
-            self._queues[oldest.destination].remove(oldest)
-            self._count -= 1
+            self._remove(oldest.destination, oldest.id)
         return oldest
+
+    def _remove(self, destination: str, item_id: int) -> Item | None:
+        item = self._queues[destination].pop(item_id, None)
+        if item is None:
+            return None
+        self._count -= 1
+        if item.is_up:
+            ups = self._ups[destination]
+            del ups[item_id]
+            if not ups:
+                del self._ups[destination]
+        return item
 
     def count(self) -> int:
         """How many items wait."""
         return self._count
 
     def expire(self, up_before: float, any_before: float, now: float) -> list[Item]:
-        """Remove and return items too old to send, except those a sender is sending now."""
+        """Remove and return items too old to send, except those a sender is sending now.
+
+        An item created after ``now`` (the clock stepped back) is dated ``now`` first, so
+        its age never goes negative. Items are queued oldest first, so only each queue's
+        front (and its newest end, for re-dating) is looked at.
+        """
         expired: list[Item] = []
         with self._lock:
             for destination, queue in self._queues.items():
                 if destination in self._claimed:
                     continue
-                kept = deque(i for i in queue if not _expired(i, up_before, any_before))
-                if len(kept) != len(queue):
-                    expired.extend(i for i in queue if _expired(i, up_before, any_before))
-                    self._queues[destination] = kept
-            self._count -= len(expired)
+                self._redate(destination, queue, now)
+                while queue:
+                    first = next(iter(queue.values()))
+                    if first.created >= any_before:
+                        break
+                    expired.append(first)
+                    self._remove(destination, first.id)
+                ups = self._ups.get(destination)
+                while ups:
+                    first = next(iter(ups.values()))
+                    if first.created >= up_before:
+                        break
+                    expired.append(first)
+                    self._remove(destination, first.id)
+                    ups = self._ups.get(destination)
             self._forget_empty()
-        return expired
+        return sorted(expired, key=lambda item: item.id)
+
+    def _redate(self, destination: str, queue: OrderedDict[int, Item], now: float) -> None:
+        future = list(itertools.takewhile(lambda i: i.created > now, reversed(queue.values())))
+        ups = self._ups.get(destination)
+        for item in future:
+            queue[item.id] = Item(item.id, item.kind, destination, item.body, item.is_up, now)
+            if ups is not None and item.id in ups:
+                ups[item.id] = queue[item.id]
+
+    def cap_backoff(self, latest: float) -> None:
+        """End every backoff that would end after ``latest`` (a clock stepped back) then."""
+        with self._lock:
+            for destination, due in self._next_attempt.items():
+                if due > latest:
+                    self._next_attempt[destination] = latest
 
     def claim(
         self, now: float, lease: float, *, urgent: bool = False, skip: frozenset[str] = frozenset()
@@ -104,13 +151,14 @@ class MemoryStore:
                     continue
                 if not urgent and self._next_attempt.get(destination, 0.0) > now:
                     continue
-                if best is None or queue[0].id < best[0]:
-                    best = (queue[0].id, destination)
+                first = next(iter(queue))
+                if best is None or first < best[0]:
+                    best = (first, destination)
             if best is None:
                 return None
             destination = best[1]
             self._claimed.add(destination)
-            items = list(itertools.islice(self._queues[destination], BATCH))
+            items = list(itertools.islice(self._queues[destination].values(), BATCH))
             return Work(destination, self._failures.get(destination, 0), items)
 
     def finish(self, result: Finish) -> bool:
@@ -120,12 +168,9 @@ class MemoryStore:
         """
         destination = result.destination
         with self._lock:
-            queue = self._queues.get(destination)
-            if queue is not None and result.done:
-                gone = set(result.done)
-                kept = deque(i for i in queue if i.id not in gone)
-                self._count -= len(queue) - len(kept)
-                self._queues[destination] = kept
+            if destination in self._queues:
+                for item_id in result.done:
+                    self._remove(destination, item_id)
             self._failures[destination] = result.failures
             self._next_attempt[destination] = result.next_attempt
             if result.release:
@@ -155,7 +200,7 @@ class MemoryStore:
                 item
                 for destination, queue in self._queues.items()
                 if destination not in self._claimed
-                for item in queue
+                for item in queue.values()
             ]
         return sorted(items, key=lambda item: item.id)
 
@@ -185,7 +230,3 @@ class MemoryStore:
     def after_fork(self) -> None:
         """A forked child starts empty: the parent delivers what it had queued."""
         self._reset()
-
-
-def _expired(item: Item, up_before: float, any_before: float) -> bool:
-    return item.created < any_before or (item.is_up and item.created < up_before)

@@ -16,7 +16,7 @@ from .._call import ALERT, PING, fields_given
 from ..client import OpShift, caller
 from ..errors import ConfigurationError, OpShiftError
 from ..types import Metadata, PingStatus, Severity
-from . import _delivery, _process
+from . import _delivery, _process, _schema
 from ._memory import MemoryStore
 from ._sender import Sender
 from ._sqlite import SQLiteStore
@@ -118,7 +118,7 @@ class Outbox:
         self._full_unlogged = 0
         self._pending_at_close = 0
         _process.register(self._sender)  # for the fork hook and the exit flush
-        if self._sender.background and isinstance(store, SQLiteStore) and store.count():
+        if self._sender.background and isinstance(store, SQLiteStore) and _waiting(store):
             self._sender.start()  # items left by an earlier process: deliver them now
 
     # The settings the sender uses, read from it (one source of truth; set at construction).
@@ -297,10 +297,15 @@ class Outbox:
         """Flush for at most ``timeout`` s, then stop the sender. True if nothing was left.
 
         What is still waiting stays in the file (with a ``path``) for the next Outbox; in
-        memory it is lost, and logged. Closing again returns the first close's answer;
-        queuing after close raises ``OpShiftError``.
+        memory it is lost, and said so (on stderr if no handler outside the SDK would show
+        it). At interpreter exit, ``timeout`` is cut to what is left of the exit's budget.
+        Closing again returns the first close's answer; queuing after close raises
+        ``OpShiftError``.
         """
         deadline = time.monotonic() + _validation.check_number("timeout", timeout, inclusive=True)
+        ending = _process.exit_deadline()
+        if ending is not None:  # closing at exit (logging.shutdown): within the exit's budget
+            deadline = min(deadline, ending)
         delivery, sender = self._delivery, self._sender
         with sender.lock:
             if sender.closed:
@@ -311,13 +316,7 @@ class Outbox:
         thread = sender.stop(deadline)
         left = delivery.count_pending()
         self._pending_at_close = max(left, 0)
-        in_memory = sum(s.count() for s in delivery.stores() if isinstance(s, MemoryStore))
-        if in_memory:
-            _log.logger().warning(
-                "Outbox closed with %d item(s) undelivered in memory; they are lost. Give the "
-                "outbox a path to keep them for the next process.",
-                in_memory,
-            )
+        sender.report_left(at_exit=False)
         if thread is None or not thread.is_alive():  # else it is mid-send: let it finish
             for store in delivery.stores():
                 store.close()
@@ -332,6 +331,15 @@ class Outbox:
     def __repr__(self) -> str:
         where = "memory" if self.path is None else repr(self.path)
         return f"Outbox({where}, max_pending={self.max_pending})"
+
+
+def _waiting(store: SQLiteStore) -> int:
+    """How many items wait in a file just opened; any SQLite failure is a configuration one."""
+    try:
+        return store.count()
+    except sqlite3.Error as exc:
+        store.close()
+        raise _schema.unusable(store.path, exc) from exc
 
 
 def sender(outbox: Outbox) -> Sender:

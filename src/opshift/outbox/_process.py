@@ -1,40 +1,71 @@
 """The process hooks: a flush at interpreter exit, and fork() handled safely.
 
 Every outbox's sender registers here (weakly: a dropped outbox whose sender has ended is
-forgotten). At exit each open outbox flushes for at most its ``exit_timeout``. Across
-fork() every registered sender's locks are held, so the child inherits none half-held;
-the child then gets threads, locks and connections of its own.
+forgotten). At exit the open outboxes flush side by side, each for at most its
+``exit_timeout`` from the moment the exit began: one budget for the whole exit. The hook
+runs before ``logging.shutdown`` (it is registered again once ``logging`` is imported),
+so an ``AlertHandler`` closing its own outbox there gets only what is left of that budget.
+Then whatever is left is reported (``_report``). Across fork() every registered sender's
+locks are held, so the child inherits none half-held; the child then gets threads, locks
+and connections of its own.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
+import time
 import weakref
 
 from .. import _log
 from ._sender import Sender
 
-__all__ = ["register"]
+__all__ = ["exit_deadline", "register"]
 
 _live: weakref.WeakSet[Sender] = weakref.WeakSet()
 _held: list[threading.Lock] = []  # what the fork hook holds across fork()
+_deadline: float | None = None  # when the exit began: the end of its budget (monotonic)
+_after_logging = False  # registered after logging's own atexit hook, so it runs before it
 
 
 def register(sender: Sender) -> None:
     """Flush this sender's outbox at exit and keep it usable across fork()."""
+    global _after_logging
     _live.add(sender)
+    if not _after_logging:
+        # atexit runs hooks last-registered first: registered after logging's, the exit
+        # flush runs before logging.shutdown() closes the handlers.
+        atexit.unregister(_flush_at_exit)
+        atexit.register(_flush_at_exit)
+        _after_logging = "logging" in sys.modules
 
 
-@atexit.register
+def exit_deadline() -> float | None:
+    """The monotonic time the exit's budget ends, once the exit flush began; else None."""
+    return _deadline
+
+
 def _flush_at_exit() -> None:
-    """At interpreter exit, give each open outbox up to its exit_timeout to deliver."""
-    for sender in list(_live):
+    """At interpreter exit, flush the open outboxes side by side, each for at most its
+    exit_timeout from now; then report what each leaves behind."""
+    global _deadline
+    started = time.monotonic()
+    senders = [sender for sender in list(_live) if sender.takes_exit_flush()]
+    _deadline = started + max((sender.exit_timeout for sender in senders), default=0.0)
+    for sender in senders:
+        sender.kick()  # every background sender starts now, not after the one before it
+    for sender in senders:
         try:
-            sender.flush_at_exit()
+            sender.flush_at_exit(started + sender.exit_timeout)
         except Exception:  # at exit, report and move on
             _log.logger().exception("Could not flush the outbox at exit.")
+    for sender in senders:
+        try:
+            sender.report_left(at_exit=True)
+        except Exception:
+            _log.logger().exception("Could not report what the outbox left at exit.")
 
 
 def _before_fork() -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "check_kind",
     "connect",
+    "damaged",
     "open_file",
     "transaction",
     "unusable",
@@ -28,7 +29,7 @@ __all__ = [
 
 # Bump when the schema changes, and add the step to MIGRATIONS: a spool file outlives
 # the code that wrote it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # PRAGMA application_id of every outbox file ("OPSH"): no other SQLite file is mistaken
 # for one, whatever its user_version.
 APPLICATION_ID = 0x4F505348
@@ -47,6 +48,18 @@ MIGRATIONS = {
         " next_attempt REAL NOT NULL DEFAULT 0,"  # backoff: nothing is sent before this
         " lease_until REAL NOT NULL DEFAULT 0,"  # claimed by `owner` until then
         " owner TEXT NOT NULL DEFAULT '')",
+    ),
+    # What a full queue and a pass look up costs O(log n), not a scan: how many items
+    # wait (kept by triggers), the up pings oldest first, the items by age.
+    2: (
+        "CREATE TABLE IF NOT EXISTS counts (waiting INTEGER NOT NULL)",
+        "INSERT INTO counts SELECT count(*) FROM items WHERE NOT EXISTS (SELECT 1 FROM counts)",
+        "CREATE TRIGGER IF NOT EXISTS items_added AFTER INSERT ON items"
+        " BEGIN UPDATE counts SET waiting = waiting + 1; END",
+        "CREATE TRIGGER IF NOT EXISTS items_removed AFTER DELETE ON items"
+        " BEGIN UPDATE counts SET waiting = waiting - 1; END",
+        "CREATE INDEX IF NOT EXISTS items_by_age ON items (created)",
+        "CREATE INDEX IF NOT EXISTS up_pings_by_age ON items (created) WHERE is_up = 1",
     ),
 }
 
@@ -69,59 +82,97 @@ class transaction:
 
 
 def open_file(path: str, wait: float) -> sqlite3.Connection:
-    """Create the file 0600 if needed, open it in WAL mode and bring its schema up to date.
+    """Create the file 0600 if needed, check it is an outbox (or new), and only then switch
+    it to WAL, bring its schema up to date and read it through once.
+
+    A file that is refused is left exactly as it was: checking it only reads.
 
     Raises:
         ConfigurationError: the path cannot be created or written, is not an opshift
-            outbox, or was written by a newer opshift.
+            outbox, was written by a newer opshift, or is damaged.
     """
     try:
         # Created here, not by sqlite, so its mode is 0600 from the first byte; sqlite
-        # gives the -wal and -shm files the same mode.
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            info = os.fstat(fd)
-            owner = getattr(os, "geteuid", lambda: info.st_uid)()
-            if info.st_mode & 0o077 and info.st_uid == owner:  # made looser by someone else
-                os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
+        # gives the -wal and -shm files the same mode. Closed before SQLite opens the file:
+        # closing any descriptor of it drops every POSIX lock this process holds on it, and
+        # another process's close would then delete the WAL this one still writes to.
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     except OSError as exc:
         raise ConfigurationError(
             f"Cannot create or write the outbox file {path!r}: {exc.strerror or exc}. "
             "Pass a path in a directory this process can write, e.g. under /var/lib/<app>/."
         ) from exc
-    for companion in (path + "-wal", path + "-shm"):  # left by an earlier, looser run
-        try:
-            if stat.S_IMODE(os.stat(companion).st_mode) & 0o077:
-                os.chmod(companion, 0o600)
-        except OSError:
-            pass
-    conn = connect(path, wait)
     try:
-        _migrate(conn, path)
+        conn = sqlite3.connect(path, timeout=wait, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
-        conn.close()
         raise unusable(path, exc) from exc
+    try:
+        try:
+            check_kind(conn, path)  # reads only: a refused file keeps every byte
+        except sqlite3.Error as exc:
+            raise unusable(path, exc) from exc
+        _make_private(path)
+        try:
+            _set_mode(conn)
+            _migrate(conn, path)
+        except sqlite3.Error as exc:
+            raise unusable(path, exc) from exc
+        _read_through(conn, path)
     except BaseException:
         conn.close()
         raise
     return conn
 
 
+def _make_private(path: str) -> None:
+    """Mode 0600 for an outbox file made looser by someone else, and its companions.
+
+    By path, never through a descriptor of our own: see open_file.
+    """
+    for name in (path, path + "-wal", path + "-shm"):  # loosened, or left by a looser run
+        try:
+            info = os.stat(name)
+            owner = getattr(os, "geteuid", lambda: info.st_uid)()
+            if stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == owner:
+                os.chmod(name, 0o600)
+        except OSError:
+            pass  # absent, or not ours to change: the file still works
+
+
+def _read_through(conn: sqlite3.Connection, path: str) -> None:
+    """Read every page once (``PRAGMA quick_check``): a damaged file fails here, at
+    construction, not later in the sender."""
+    try:
+        rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc):
+            raise unusable(path, exc) from exc  # locked, I/O: not damage
+        raise damaged(path, exc) from exc
+    if rows != [("ok",)]:
+        problem = sqlite3.DatabaseError(str(rows[0][0]) if rows else "unreadable")
+        raise damaged(path, problem) from problem
+
+
 def connect(path: str, wait: float) -> sqlite3.Connection:
-    """A connection in WAL mode with ``synchronous=NORMAL``, waiting ``wait`` s for locks."""
+    """A connection in WAL mode with ``synchronous=NORMAL``, waiting ``wait`` s for locks.
+
+    Only for a file ``open_file`` accepted: this switches it to WAL.
+    """
     try:
         conn = sqlite3.connect(path, timeout=wait, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise unusable(path, exc) from exc
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        _set_mode(conn)
     except sqlite3.Error as exc:
         conn.close()
         raise unusable(path, exc) from exc
     return conn
+
+
+def _set_mode(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
 
 
 def _migrate(conn: sqlite3.Connection, path: str) -> None:
@@ -162,7 +213,24 @@ def check_kind(conn: sqlite3.Connection, path: str) -> int:
 
 
 def unusable(path: str, exc: sqlite3.Error) -> ConfigurationError:
+    """The error for a file SQLite cannot use (not a database, locked, unreadable)."""
+    if _is_damage(exc):
+        return damaged(path, exc)
     return ConfigurationError(
         f"Cannot use {path!r} as an outbox: {exc}. It must be an opshift outbox (or a new "
         "file) on a local disk this process can write."
     )
+
+
+def damaged(path: str, exc: sqlite3.Error) -> ConfigurationError:
+    """The error for an outbox file whose pages are damaged (a disk fault, a bad copy)."""
+    return ConfigurationError(
+        f"The outbox file {path!r} is damaged ({exc}): nothing in it can be read reliably. "
+        f"Move it aside (e.g. to {path + '.damaged'!r}) and start again: the outbox makes a "
+        "new file at this path; items in the old one are not delivered."
+    )
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "malformed" in text or "corrupt" in text

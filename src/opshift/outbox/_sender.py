@@ -11,11 +11,15 @@ from __future__ import annotations
 import threading
 import time
 
-from . import _delivery
+from . import _delivery, _report
 
 __all__ = ["IDLE_EXIT", "Sender"]
 
 IDLE_EXIT = 30.0  # a sender with nothing to do for this long ends; the next item restarts it
+# Woken by a new item while nothing was due (every destination backing off, as in an
+# outage), the sender lets items gather this long before it looks again: a storm of
+# enqueues then costs a pass per GATHER seconds, not a pass per item.
+GATHER = 0.05
 
 
 class Sender:
@@ -40,11 +44,13 @@ class Sender:
         self.background = background
         self.exit_timeout = exit_timeout
         self.closed = False
+        self.lost_reported = 0  # items in memory already reported lost (so said once)
         self._init_threading()
 
     def _init_threading(self) -> None:
         self.lock = threading.Lock()
         self._wakeup = threading.Event()  # set: the sender should look at the stores now
+        self._hurry = threading.Event()  # set: a flush or close waits; gather no longer
         self._passed = threading.Condition()  # notified after each of the sender's passes
         self._urgent = False
         self.thread: threading.Thread | None = None
@@ -86,6 +92,7 @@ class Sender:
         """
         self.flush(deadline, start=False)
         self.delivery.stopping = True
+        self._hurry.set()
         self._wakeup.set()
         thread = self.thread
         if thread is not None and thread is not threading.current_thread():
@@ -94,6 +101,7 @@ class Sender:
 
     def _wait_for_sender(self, deadline: float) -> bool:
         self._urgent = True
+        self._hurry.set()
         self._wakeup.set()
         while True:
             if self.delivery.count_pending() == 0:
@@ -145,14 +153,40 @@ class Sender:
                 poll = _delivery.IDLE_POLL
                 delay = poll if delay is None else min(delay, poll)
             if not delivery.stopping:
-                self._wakeup.wait(delay if delay is not None else IDLE_EXIT)
+                woken = self._wakeup.wait(delay if delay is not None else IDLE_EXIT)
+                if woken and delay and not self._urgent:  # an item while nothing was due
+                    self._hurry.wait(GATHER)
+                self._hurry.clear()
 
-    def flush_at_exit(self) -> None:
-        """At interpreter exit: flush for at most exit_timeout, unless closed or disabled."""
-        if self.closed or self.delivery.store is None:
-            return
+    def takes_exit_flush(self) -> bool:
+        """Whether the exit flush is this sender's to do: open, and not disabled."""
+        return not self.closed and self.delivery.store is not None
+
+    def kick(self) -> None:
+        """Start a background sender now, trying every destination (the exit flush)."""
+        if self.background and self.delivery.count_pending():
+            self._urgent = True
+            self._hurry.set()
+            if self.start():
+                self._wakeup.set()
+
+    def flush_at_exit(self, deadline: float) -> None:
+        """At interpreter exit: flush until ``deadline`` (the exit's budget)."""
         if self.delivery.count_pending():
-            self.flush(time.monotonic() + self.exit_timeout, start=True)
+            self.flush(deadline, start=True)
+
+    def report_left(self, *, at_exit: bool) -> None:
+        """Say what is left: items lost in memory, and at exit those kept in the file.
+
+        Items in memory already reported lost are not reported again (the exit flush and
+        an AlertHandler's close at logging.shutdown both see them).
+        """
+        in_memory, messages = _report.left_behind(self.delivery, at_exit=at_exit)
+        if in_memory and in_memory == self.lost_reported:
+            messages = messages[1:]
+        self.lost_reported = in_memory
+        for message in messages:
+            _report.say(message)
 
     def locks(self) -> list[threading.Lock]:
         """Every lock a fork() must not split: the lifecycle lock, then the stores'."""

@@ -96,8 +96,9 @@ class SQLiteStore:
                 )
 
     def count(self) -> int:
+        """How many items wait (every process's): one row, kept by the schema's triggers."""
         with self._lock:
-            return int(self._execute("SELECT count(*) FROM items").fetchone()[0])
+            return int(self._execute("SELECT waiting FROM counts").fetchone()[0])
 
     def destinations(self) -> set[str]:
         """The destinations that have waiting items (from any process)."""
@@ -105,22 +106,55 @@ class SQLiteStore:
             return {row[0] for row in self._execute("SELECT DISTINCT destination FROM items")}
 
     def expire(self, up_before: float, any_before: float, now: float) -> list[Item]:
-        """Remove and return items too old to send, except those a sender is sending now."""
+        """Remove and return items too old to send, except those a sender is sending now.
+
+        An item created after ``now`` (the clock stepped back) is dated ``now`` first, so
+        its age never goes negative. Looking is a read through the age indexes; the write
+        lock is taken only when there is something to change.
+        """
         with self._lock:
-            if self._execute("SELECT 1 FROM items LIMIT 1").fetchone() is None:
-                return []  # an idle file: no write lock taken
+            if not self._stale(up_before, any_before, now):
+                return []  # the usual pass: nothing to change, no write lock taken
             with _schema.transaction(self._sender_conn()):
+                self._execute("UPDATE items SET created = ? WHERE created > ?", (now, now))
                 rows = self._execute(
-                    f"SELECT {_COLUMNS} FROM items"
-                    " WHERE (created < ? OR (is_up = 1 AND created < ?)) AND destination NOT IN"
-                    " (SELECT destination FROM destinations WHERE lease_until > ?)",
-                    (any_before, up_before, now),
+                    f"SELECT {_COLUMNS} FROM items WHERE created < ? AND destination NOT IN"
+                    f" ({_LEASED}) UNION SELECT {_COLUMNS} FROM items WHERE is_up = 1 AND"
+                    f" created < ? AND destination NOT IN ({_LEASED}) ORDER BY id",
+                    (any_before, now, up_before, now),
                 ).fetchall()
                 for start in range(0, len(rows), 500):  # stay under SQLite's variable limit
                     chunk = [row[0] for row in rows[start : start + 500]]
                     marks = ",".join("?" * len(chunk))
                     self._execute(f"DELETE FROM items WHERE id IN ({marks})", tuple(chunk))
         return [_item(row) for row in rows]
+
+    def _stale(self, up_before: float, any_before: float, now: float) -> bool:
+        """Whether any item may need expiring or re-dating: three index lookups."""
+        row = self._execute(
+            "SELECT (SELECT min(created) FROM items),"
+            " (SELECT min(created) FROM items WHERE is_up = 1),"
+            " (SELECT max(created) FROM items)"
+        ).fetchone()
+        oldest, oldest_up, newest = row
+        if oldest is None:
+            return False
+        return (
+            bool(oldest < any_before or (oldest_up is not None and oldest_up < up_before))
+            or newest > now
+        )
+
+    def cap_backoff(self, latest: float) -> None:
+        """End every backoff that would end after ``latest`` (a clock stepped back) then."""
+        with self._lock:
+            query = "SELECT 1 FROM destinations WHERE next_attempt > ? LIMIT 1"
+            if self._execute(query, (latest,)).fetchone() is None:
+                return
+            with _schema.transaction(self._sender_conn()):
+                self._execute(
+                    "UPDATE destinations SET next_attempt = ? WHERE next_attempt > ?",
+                    (latest, latest),
+                )
 
     def claim(
         self, now: float, lease: float, *, urgent: bool = False, skip: frozenset[str] = frozenset()
@@ -250,6 +284,7 @@ class SQLiteStore:
 
 _abandoned: list[sqlite3.Connection] = []  # a forked child's copies of its parent's
 _COLUMNS = "id, kind, destination, body, is_up, created"
+_LEASED = "SELECT destination FROM destinations WHERE lease_until > ?"  # held by a sender
 
 
 def _add(
@@ -263,24 +298,17 @@ def _add(
 ) -> tuple[int, Item | None]:
     with _schema.transaction(conn):
         dropped = None
-        # max(id) - min(id) + 1 bounds the count from above and costs two index lookups;
-        # the exact count runs only when the file may be full.
-        low, high = conn.execute(  # two subqueries: each is one index lookup
-            "SELECT (SELECT min(id) FROM items), (SELECT max(id) FROM items)"
-        ).fetchone()
-        if low is not None and high - low + 1 >= limit:
-            (count,) = conn.execute("SELECT count(*) FROM items").fetchone()
-            if count >= limit:
-                row = conn.execute(  # the oldest up ping not being sent right now
-                    f"SELECT {_COLUMNS} FROM items WHERE is_up = 1 AND destination NOT IN"
-                    " (SELECT destination FROM destinations WHERE lease_until > ?)"
-                    " ORDER BY id LIMIT 1",
-                    (created,),
-                ).fetchone()
-                if row is None:
-                    return 0, Item(0, kind, destination, body, is_up, created)
-                dropped = _item(row)
-                conn.execute("DELETE FROM items WHERE id = ?", (dropped.id,))
+        (waiting,) = conn.execute("SELECT waiting FROM counts").fetchone()
+        if waiting >= limit:
+            row = conn.execute(  # the oldest up ping not being sent right now, by its index
+                f"SELECT {_COLUMNS} FROM items WHERE is_up = 1 AND destination NOT IN"
+                f" ({_LEASED}) ORDER BY created, id LIMIT 1",
+                (created,),
+            ).fetchone()
+            if row is None:
+                return 0, Item(0, kind, destination, body, is_up, created)
+            dropped = _item(row)
+            conn.execute("DELETE FROM items WHERE id = ?", (dropped.id,))
         cursor = conn.execute(
             "INSERT INTO items (kind, destination, body, is_up, created) VALUES (?, ?, ?, ?, ?)",
             (kind, destination, body, int(is_up), created),

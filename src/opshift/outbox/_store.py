@@ -69,14 +69,25 @@ class Store(Protocol):
 
         When ``limit`` items wait, the oldest waiting ``up`` ping of a destination no sender
         holds makes room; if there is none, the new item is not stored: its id is 0 and it is
-        itself returned as the dropped one.
+        itself returned as the dropped one. Neither costs a scan of what waits.
         """
 
     def count(self) -> int:
         """How many items wait."""
 
     def expire(self, up_before: float, any_before: float, now: float) -> list[Item]:
-        """Remove and return items too old to send, except those a sender holds at ``now``."""
+        """Remove and return items too old to send, except those a sender holds at ``now``.
+
+        First an item created after ``now`` (the clock stepped back) is dated ``now``, so
+        no age goes negative. Costs O(log n) per item removed or re-dated, not a scan.
+        """
+
+    def cap_backoff(self, latest: float) -> None:
+        """End every destination's backoff that would end after ``latest`` at ``latest``.
+
+        Backoff is a wall-clock time, stored; after the clock stepped back it could lie
+        hours ahead. The pass calls this with ``now + backoff_max``.
+        """
 
     def claim(
         self, now: float, lease: float, *, urgent: bool = False, skip: frozenset[str] = frozenset()

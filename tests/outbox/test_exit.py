@@ -1,0 +1,123 @@
+"""Interpreter exit: one exit_timeout for every outbox and handler together, and what is left
+behind said where someone sees it (stderr when no handler outside the SDK would show it)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opshift import AlertHandler, OpShift
+from opshift.outbox import _report
+
+from ..helpers import SECRET, python, refused_url
+
+EXIT_TIMEOUT = 2.0  # an AlertHandler's own outbox's default
+
+
+def _exit_of(code: str) -> tuple[str, str, float]:
+    """Run ``code`` in a new interpreter; its stdout, stderr and the seconds its exit took
+    (from the end of ``code`` to the end of the process)."""
+    child = python(textwrap.dedent(code) + "\nimport time\nprint('END', time.time(), flush=True)\n")
+    out, err = child.communicate(timeout=60)
+    ended = time.time()
+    assert child.returncode == 0, err
+    last = [line for line in out.splitlines() if line.startswith("END ")][-1]
+    return out, err, ended - float(last.split()[1])
+
+
+HANDLER_ON_ROOT = f"""
+import logging, sys
+from opshift import AlertHandler, OpShift
+{{setup}}
+logging.getLogger().addHandler(
+    AlertHandler("x", client=OpShift({SECRET!r}, base_url={{url!r}}))
+)
+logging.error("boom")
+"""
+
+
+def test_a_handlers_own_outbox_takes_one_exit_timeout_and_reports_its_loss() -> None:
+    """OpShift unreachable: exit takes one exit_timeout, not two, and the loss is on stderr."""
+    _, err, took = _exit_of(HANDLER_ON_ROOT.format(setup="", url=refused_url()))
+    assert took < 2 * EXIT_TIMEOUT, (took, err)
+    assert "1 item lost (in memory)" in err
+    assert "/api/alerts/trigger/x" in err
+    assert err.count("lost") == 1  # said once, though both the flush and close() saw it
+
+
+def test_a_loss_goes_through_logging_when_a_handler_would_show_it() -> None:
+    """With a console handler beside AlertHandler, the loss is logged there, not printed raw."""
+    setup = "logging.basicConfig(stream=sys.stdout, format='LOGGED %(name)s %(message)s')"
+    out, err, _ = _exit_of(HANDLER_ON_ROOT.format(setup=setup, url=refused_url()))
+    assert "LOGGED opshift 1 item lost (in memory)" in out
+    assert "lost" not in err
+
+
+def test_a_file_outbox_says_what_it_keeps_for_the_next_run(tmp_path: Path) -> None:
+    """Left in the file at exit: count, destination and path, on stderr."""
+    path = tmp_path / "o.sqlite3"
+    code = f"""
+        from opshift import OpShift, Outbox
+        outbox = Outbox(OpShift({SECRET!r}, base_url={refused_url()!r}), {str(path)!r},
+                        exit_timeout=0.2)
+        for n in range(3):
+            outbox.ping("payments-worker", status="down")
+        """
+    _, err, _ = _exit_of(code)
+    assert f"items kept in {path} for the next run" in err
+    assert "/api/ping/payments-worker" in err
+
+
+def test_several_outboxes_share_one_exit_budget() -> None:
+    """Two outboxes on a hung OpShift flush side by side: exit takes one exit_timeout."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        code = f"""
+            from opshift import OpShift, Outbox
+            boxes = [Outbox(OpShift({SECRET!r}, base_url={url!r}, timeout=30), exit_timeout=1.0)
+                     for _ in range(2)]
+            for box in boxes:
+                box.alert("h", title="t")
+            """
+        _, err, took = _exit_of(code)
+    assert took < 2 * 1.0, (took, err)
+    assert err.count("1 item lost (in memory)") == 2
+
+
+@pytest.fixture
+def sdk_logger() -> Iterator[logging.Logger]:
+    """The opshift logger with no handlers and no parents; restored afterwards."""
+    log = logging.getLogger("opshift")
+    saved = (log.handlers[:], log.propagate, log.level)
+    log.handlers, log.propagate, log.level = [], False, logging.NOTSET
+    yield log
+    log.handlers, log.propagate, log.level = saved[0], saved[1], saved[2]
+
+
+def test_only_a_handler_outside_the_sdk_counts_as_showing_a_record(
+    sdk_logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AlertHandlers never show the SDK's records; any other handler or lastResort does."""
+    handler = AlertHandler("x", client=OpShift(SECRET, base_url=refused_url()))
+    try:
+        assert _report.shown_elsewhere(logging.WARNING)  # no handler: lastResort prints it
+        monkeypatch.setattr(logging, "lastResort", None)
+        assert not _report.shown_elsewhere(logging.WARNING)
+        sdk_logger.addHandler(handler)
+        assert not _report.shown_elsewhere(logging.WARNING)
+        quiet = logging.StreamHandler()
+        quiet.setLevel(logging.CRITICAL)
+        sdk_logger.addHandler(quiet)
+        assert not _report.shown_elsewhere(logging.WARNING)  # too high a level to show it
+        sdk_logger.addHandler(logging.NullHandler())
+        assert _report.shown_elsewhere(logging.WARNING)
+        sdk_logger.setLevel(logging.ERROR)
+        assert not _report.shown_elsewhere(logging.WARNING)  # the logger drops it first
+    finally:
+        handler.close()
