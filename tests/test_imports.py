@@ -101,6 +101,28 @@ def test_building_a_client_loads_no_tls_and_no_urllib() -> None:
     assert json.loads(out.stdout) == []
 
 
+@pytest.mark.parametrize(
+    ("transport", "background", "loaded"),
+    [
+        ("None", True, True),
+        ("opshift.KeepAliveTransport()", True, True),
+        ("None", False, False),
+        ("lambda *call: (200, b'{}')", True, False),
+    ],
+)
+def test_a_background_outbox_loads_its_transport_when_built(
+    transport: str, background: bool, loaded: bool
+) -> None:
+    """An Outbox with a sender thread loads http.client when built, not at its first send
+    (in a logging storm that import stalls every logging thread); other outboxes do not."""
+    added = _new_modules(
+        "import opshift\n"
+        f"opshift.Outbox(opshift.OpShift('ab' * 32, transport={transport}), "
+        f"background={background}, exit_timeout=0)\n"
+    )
+    assert ("http.client" in added) is loaded
+
+
 def test_the_cli_builds_its_parser_and_client_without_typing() -> None:
     """`opshift alert ...` reaches its first call without importing typing (a cron job's 2 ms)."""
     probe = (

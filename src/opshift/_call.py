@@ -93,6 +93,17 @@ class Caller:
         Raises:
             BadRequestError: the id or a field breaks a documented limit.
         """
+        path = self.path(kind, key)
+        if kind is PING and not fields:
+            return path, b""
+        return path, _validation.encode(kind.name, fields)
+
+    def path(self, kind: Kind, key: str) -> str:
+        """The request path for an id (or the dashboard's URL for it), e.g. ``/api/ping/x``.
+
+        Raises:
+            BadRequestError: the id is empty, too long, or a URL or path it cannot be.
+        """
         cache = self._paths[kind]
         path = cache.get(key) if isinstance(key, str) else None
         if path is None:
@@ -101,9 +112,7 @@ class Caller:
             path = kind.prefix + _path_segment(found)
             if len(cache) < _PATH_CACHE:
                 cache[key] = path
-        if kind is PING and not fields:
-            return path, b""
-        return path, _validation.encode(kind.name, fields)
+        return path
 
     def send_once(self, path: str, body: bytes, timeout: float) -> tuple[int, Any]:
         """POST ``body`` signed with the current secret, once; return the status and

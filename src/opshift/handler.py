@@ -29,6 +29,7 @@ from ._ids import id_from
 from .client import OpShift, caller
 from .errors import ConfigurationError, OpShiftError
 from .outbox import Outbox
+from .outbox._outbox import refuses_alert
 from .types import Metadata, Severity
 
 __all__ = ["AlertHandler", "SeverityMap"]
@@ -209,6 +210,9 @@ class AlertHandler(logging.Handler):
         if entry is not None and now - entry[0] < self.min_interval:
             entry[1] += 1
             return
+        if refuses_alert(self.outbox, self.webhook_url):  # full: skip building it
+            self._sent(key, now)
+            return
         suppressed = int(entry[1]) if entry is not None else 0
         message, trace = record.getMessage(), self._trace(record)
         wire = caller(self.client)  # before any cut, so no fragment of the secret survives
@@ -225,6 +229,10 @@ class AlertHandler(logging.Handler):
             metadata=metadata,
             group_key=group_key,
         )
+        self._sent(key, now)
+
+    def _sent(self, key: tuple[str, Severity], now: float) -> None:
+        """Start the group's rate-limit interval: its alert was queued (or refused as full)."""
         self._groups[key] = [now, 0]
         self._groups.move_to_end(key)
         if len(self._groups) > _MAX_GROUPS:

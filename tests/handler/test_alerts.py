@@ -460,3 +460,33 @@ def test_alerts_logged_during_an_outage_arrive_when_opshift_is_back() -> None:
         [f"Lost connection to {n}" for n in ("db", "cache", "queue")]
         + [f"Different template for {n}" for n in ("db", "cache", "queue")]
     )
+
+
+def test_a_full_outbox_counts_and_reports_every_refused_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Full of alerts while OpShift is down: each new record is refused and counted, one
+    warning says so, and once delivery makes room the next record is queued again."""
+    answers = {"status": 503}
+
+    def transport(url: str, body: bytes, headers: Any, timeout: float) -> tuple[int, bytes]:
+        return answers["status"], b'{"status": "created", "message": "Alert created"}'
+
+    outbox = Outbox(OpShift(SECRET, transport=transport), background=False, max_pending=2)
+    handler = AlertHandler("app-errors", outbox=outbox)
+    log = quiet_logger("app.full")
+    log.addHandler(handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="opshift"):
+            for n in range(5):
+                log.error(f"distinct failure {n}")  # distinct: no rate limit folds them
+        assert (outbox.pending, outbox.stats["dropped_full"]) == (2, 3)
+        (warning,) = [r.getMessage() for r in caplog.records if "Outbox full" in r.getMessage()]
+        assert "dropped the new alert to /api/alerts/trigger/app-errors" in warning
+        answers["status"] = 200
+        assert outbox.flush(5) is True
+        log.error("after the outage")
+        assert (outbox.pending, outbox.stats["dropped_full"]) == (1, 3)
+    finally:
+        log.removeHandler(handler)
+        handler.close()

@@ -4,6 +4,8 @@ result that cannot be written when OpShift's answer arrives, a sender killed mid
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
@@ -22,7 +24,6 @@ from ..helpers import (
     Clock,
     delivery,
     one_pass,
-    python,
     quiet_outbox,
     refused_url,
     sender_pass,
@@ -259,14 +260,16 @@ def test_progress_is_recorded_at_least_every_progress_seconds(
 
 def _count_in_another_process(path: Path) -> int:
     """Open the file in a new process, count its items and close it, as any reader would."""
-    reader = python(
-        f"""
-        import sqlite3
-        conn = sqlite3.connect({str(path)!r})
-        print(conn.execute("SELECT count(*) FROM items").fetchone()[0])
-        conn.close()
-        """
+    code = (
+        "import sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1])\n"
+        "print(conn.execute('SELECT count(*) FROM items').fetchone()[0])\n"
+        "conn.close()\n"
     )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
     out, err = reader.communicate(timeout=60)
     assert reader.returncode == 0, err
     return int(out)

@@ -218,6 +218,18 @@ def test_a_full_store_drops_the_oldest_up_ping_then_the_new_item(store: Store) -
     assert store.count() == 3
 
 
+def test_a_store_says_it_refuses_only_when_full_with_no_up_ping(store: Store) -> None:
+    """refuses(): False with room or with an up ping to make room; True when full of alerts."""
+    store.add("alert", "/h", b"a1", False, NOW, 2)
+    assert store.refuses(2) is False
+    up = store.add("ping", "/w", b"1", True, NOW, 2)[0]
+    assert store.refuses(2) is False
+    store.finish(Finish("/w", (up,), release=False))
+    store.add("alert", "/h", b"a2", False, NOW, 2)
+    assert store.refuses(2) is True
+    assert store.refuses(3) is False
+
+
 def test_a_full_store_never_drops_a_claimed_destinations_up_ping(store: Store) -> None:
     """The up ping that makes room is one no sender holds."""
     held = store.add("ping", "/held", b"1", True, NOW, 3)[0]

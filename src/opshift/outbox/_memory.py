@@ -91,6 +91,11 @@ class MemoryStore:
         """How many items wait."""
         return self._count
 
+    def refuses(self, limit: int) -> bool:
+        """Full, and no up ping waits to make room (see ``Store.refuses``)."""
+        with self._lock:
+            return self._count >= limit and not self._ups
+
     def expire(self, up_before: float, any_before: float, now: float) -> list[Item]:
         """Remove and return items too old to send, except those a sender is sending now.
 

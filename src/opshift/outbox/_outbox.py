@@ -6,6 +6,7 @@ hooks are ``_process``'s. ``sender(outbox)`` is the seam those modules' tests us
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -116,8 +117,11 @@ class Outbox:
         )
         self._full_logged_at = float("-inf")
         self._full_unlogged = 0
+        self._refusing = False  # the last item was refused: the outbox is full of alerts
         self._pending_at_close = 0
         _process.register(self._sender)  # for the fork hook and the exit flush
+        if self._sender.background and store is not None:
+            _warm(client)
         if self._sender.background and isinstance(store, SQLiteStore) and _waiting(store):
             self._sender.start()  # items left by an earlier process: deliver them now
 
@@ -215,10 +219,27 @@ class Outbox:
                     )
             if sender.background and sender.thread is None:
                 sender.start()
+        self._refusing = item_id == 0
         if dropped is not None:
             self._dropped_full(dropped, new=item_id == 0)
         sender.wake()
         return item_id
+
+    def _refuses_alert(self, webhook_url: str) -> bool:
+        """True (the refusal counted and logged as ``alert`` would) when the last item was
+        refused and an alert would be now: full, no up ping to make room, nothing spilled."""
+        delivery = self._delivery
+        store, spill = delivery.store, delivery.spill
+        if not self._refusing or store is None or (spill is not None and spill.count()):
+            return False
+        try:
+            if not store.refuses(self.max_pending):
+                return False
+        except sqlite3.Error:
+            return False  # the file's trouble: alert() says what it is
+        path = caller(self.client).path(ALERT, webhook_url)
+        self._dropped_full(Item(0, ALERT.name, path, b"", False, delivery.clock()), new=True)
+        return True
 
     def _spill_store(self, exc: Exception) -> MemoryStore:
         spill = self._delivery.spill
@@ -346,3 +367,22 @@ def sender(outbox: Outbox) -> Sender:
     """The outbox's sender (its thread, and its ``delivery``: stores and the pass), for
     the outbox's own modules and their tests; applications use the Outbox's methods."""
     return outbox._sender
+
+
+def refuses_alert(outbox: Outbox, webhook_url: str) -> bool:
+    """Whether ``outbox`` is full of alerts, so a new one would be refused (then counted
+    and logged as refused): an AlertHandler skips building an alert that cannot be kept,
+    which in an outage's logging storm is most of a logging call's cost."""
+    return outbox._refuses_alert(webhook_url)
+
+
+def _warm(client: OpShift) -> None:
+    """Load what the SDK's transports import on their first call now, while the
+    application starts: a first send in the middle of a logging storm would otherwise
+    hold the GIL for the imports and stall every logging thread (benchmarks/outbox_storm.py)."""
+    from ..transport import KeepAliveTransport, UrllibTransport
+
+    transport = client.transport
+    if isinstance(transport, (UrllibTransport, KeepAliveTransport)):
+        with contextlib.suppress(OpShiftError):  # a bad proxy variable: the first send says
+            transport.warm()

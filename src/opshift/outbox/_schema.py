@@ -129,11 +129,12 @@ def _make_private(path: str) -> None:
 
     By path, never through a descriptor of our own: see open_file.
     """
+    euid = getattr(os, "geteuid", None)
     for name in (path, path + "-wal", path + "-shm"):  # loosened, or left by a looser run
         try:
             info = os.stat(name)
-            owner = getattr(os, "geteuid", lambda: info.st_uid)()
-            if stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == owner:
+            ours = euid is None or info.st_uid == euid()
+            if stat.S_IMODE(info.st_mode) & 0o077 and ours:
                 os.chmod(name, 0o600)
         except OSError:
             pass  # absent, or not ours to change: the file still works

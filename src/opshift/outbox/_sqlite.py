@@ -100,6 +100,16 @@ class SQLiteStore:
         with self._lock:
             return int(self._execute("SELECT waiting FROM counts").fetchone()[0])
 
+    def refuses(self, limit: int) -> bool:
+        """Full, and no up ping waits to make room (see ``Store.refuses``): two lookups."""
+        with self._lock:
+            row = self._execute(
+                "SELECT waiting >= ? AND NOT EXISTS (SELECT 1 FROM items WHERE is_up = 1)"
+                " FROM counts",
+                (limit,),
+            ).fetchone()
+        return bool(row[0])
+
     def destinations(self) -> set[str]:
         """The destinations that have waiting items (from any process)."""
         with self._lock:

@@ -75,6 +75,10 @@ class Store(Protocol):
     def count(self) -> int:
         """How many items wait."""
 
+    def refuses(self, limit: int) -> bool:
+        """Whether an item that is not an ``up`` ping would be refused now: ``limit`` items
+        wait and no up ping could make room. A hint for skipping work (no write lock)."""
+
     def expire(self, up_before: float, any_before: float, now: float) -> list[Item]:
         """Remove and return items too old to send, except those a sender holds at ``now``.
 

@@ -129,6 +129,10 @@ class KeepAliveTransport:
                 conn.close()
             return status, data
 
+    def warm(self) -> None:
+        """Import http.client now, not on the first call (see ``UrllibTransport.warm``)."""
+        from . import _connection  # noqa: F401
+
     def _connect(self, route: _Route, deadline: float) -> HTTPConnection:
         """A new connection for the route, connected (and tunnelled) by the deadline."""
         from ._connection import HTTPConnection, HTTPSConnection

@@ -76,6 +76,13 @@ class UrllibTransport:
             via = describe_proxy(url, self._proxies)
             raise translate_exception(exc, url, timeout, via) from exc
 
+    def warm(self) -> None:
+        """Import urllib and http.client and read the proxy variables now, not on the first
+        call. An ``Outbox`` does this when it is built, so its sender's first send does
+        not import (about 25 ms holding the GIL) while the application logs an outage."""
+        if self._opener is None:
+            self._build_opener()
+
     def _build_opener(self) -> urllib.request.OpenerDirector:
         """Proxies and our deadline connections, without redirect or error handlers.
 
