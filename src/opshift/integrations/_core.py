@@ -40,7 +40,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 
 from .. import _log, _validation
 from ..errors import BadRequestError, ConfigurationError
@@ -49,6 +49,8 @@ from ..outbox import _process  # noqa: F401 - its exit flush must be registered 
 from ._timer import Cancel, ThreadTimer, Timer
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ..types import Metadata, Pinger, PingStatus, Severity
 
 __all__ = [
@@ -91,9 +93,12 @@ class Alerter(Protocol):
     ) -> Any: ...
 
 
-@dataclass(frozen=True)
-class Run:
-    """One run of a job, as the framework module knows it when the run ends."""
+class Run(NamedTuple):
+    """One run of a job, as the framework module knows it when the run ends.
+
+    A tuple, not a frozen dataclass: one is made per run, on the job's own thread, and a
+    frozen dataclass costs twice as much to make (benchmarks/apscheduler_overhead.py).
+    """
 
     token: str
     task: str
@@ -101,7 +106,8 @@ class Run:
     attempts: int = 1
     duration_ms: int | None = None
     host: str | None = None
-    extra: Metadata | None = None  # a framework's own fields (APScheduler's ``scheduled``)
+    extra: Metadata | None = None  # a framework's own fields
+    scheduled: datetime | None = None  # the run's scheduled time, sent in ISO 8601
 
     def metadata(self) -> Metadata:
         """The metadata every ping for this run carries."""
@@ -113,6 +119,8 @@ class Run:
             fields["task_id"] = self.task_id
         fields["task"] = self.task
         fields["host"] = self.host if self.host is not None else hostname()
+        if self.scheduled is not None:
+            fields["scheduled"] = self.scheduled.isoformat()
         if self.extra:
             fields.update(self.extra)
         return fields

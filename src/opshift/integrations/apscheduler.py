@@ -107,6 +107,10 @@ def instrumentation(scheduler: object) -> Instrumentation | None:
     return _INSTRUMENTED.get(scheduler)
 
 
+def _nothing(token: str, event: Any) -> None:
+    """A job was added: its token is looked up (and a shared one warned of), nothing sent."""
+
+
 def run_label(when: datetime) -> str:
     """``02:00`` (``02:00:30`` with seconds): a scheduled run as a reason names it."""
     return when.strftime("%H:%M:%S" if when.second else "%H:%M")
@@ -138,14 +142,13 @@ class Instrumentation:
         if len(self._tokens) >= self.kept:  # one-off jobs come and go: keep the cache small
             self._tokens.clear()
         self._tokens[job_id] = token
+        if token is not None:
+            self._note_owner(job_id, token)
         return token
 
-    def _note_owner(self, job_id: str) -> None:
-        """Warn, once per token, when a second job maps to a token (O(1) per job added:
+    def _note_owner(self, job_id: str, token: str) -> None:
+        """Warn, once per token, when a second job maps to a token (O(1) per new job id:
         one-off jobs added by the thousand must not cost a scan of every job each)."""
-        token = self.token(job_id)
-        if token is None:
-            return
         first = self._owners.setdefault(token, job_id)
         if first != job_id and token not in self._warned:
             self._warned.add(token)
@@ -156,29 +159,31 @@ class Instrumentation:
         """Add the listener (``instrument`` calls this once)."""
         from apscheduler import events  # type: ignore[import-untyped]
 
-        self._handlers: dict[int, Callable[[str, Any], None]] = {
-            events.EVENT_JOB_SUBMITTED: self._submitted,
-            events.EVENT_JOB_EXECUTED: self._executed,
-            events.EVENT_JOB_ERROR: self._errored,
-            events.EVENT_JOB_MISSED: self._missed,
-            events.EVENT_JOB_MAX_INSTANCES: self._skipped,
-        }
-        self._added: int = events.EVENT_JOB_ADDED
-        mask = self._added
-        for code in self._handlers:
-            mask |= code
-        self.scheduler.add_listener(self.listen, mask)
+        # One listener per event: the scheduler's own mask check picks it, so a run's
+        # events cost no dispatch of ours (each event is on a job's path).
+        self._listeners: dict[int, Callable[[Any], None]] = {}
+        for code, handler in (
+            (events.EVENT_JOB_ADDED, _nothing),  # token() warns of a shared token
+            (events.EVENT_JOB_SUBMITTED, self._submitted),
+            (events.EVENT_JOB_EXECUTED, self._executed),
+            (events.EVENT_JOB_ERROR, self._errored),
+            (events.EVENT_JOB_MISSED, self._missed),
+            (events.EVENT_JOB_MAX_INSTANCES, self._skipped),
+        ):
+            listener = self._listeners[code] = self._listener(handler)
+            self.scheduler.add_listener(listener, code)
         self._connected = True
         try:
             for job in self.scheduler.get_jobs():
-                self._note_owner(str(job.id))
+                self.token(str(job.id))
         except Exception as error:
             _log.logger().warning("Could not list APScheduler's jobs: %s", error)
 
     def uninstrument(self) -> None:
         """Remove the listener and send what the core still holds."""
         if self._connected:
-            self.scheduler.remove_listener(self.listen)
+            for listener in self._listeners.values():
+                self.scheduler.remove_listener(listener)
             self._connected = False
         self._started.clear()
         self._ended.clear()
@@ -186,18 +191,30 @@ class Instrumentation:
         if _INSTRUMENTED.get(self.scheduler) is self:
             del _INSTRUMENTED[self.scheduler]
 
+    def _listener(self, handler: Callable[[str, Any], None]) -> Callable[[Any], None]:
+        """A listener for one event code: one event in, at most one ping (and alert) out."""
+        tokens, token_of = self._tokens, self.token
+
+        def listen(event: Any) -> None:
+            try:
+                job_id = event.job_id
+                token = tokens[job_id] if job_id in tokens else token_of(str(job_id))
+                if token is not None:
+                    handler(token, event)
+            except Exception as error:
+                _log.logger().warning("Could not report an APScheduler job's run: %s", error)
+
+        return listen
+
     def listen(self, event: Any) -> None:
-        """The listener: one scheduler event in, at most one ping (and alert) out."""
+        """Take one scheduler event as the listener for its code does (a testing seam)."""
         try:
-            if event.code == self._added:
-                self._note_owner(str(event.job_id))
-                return
-            token = self.token(str(event.job_id))
-            handler = self._handlers.get(event.code)
-            if token is not None and handler is not None:
-                handler(token, event)
+            listener = self._listeners.get(event.code)
         except Exception as error:
             _log.logger().warning("Could not report an APScheduler job's run: %s", error)
+            return
+        if listener is not None:
+            listener(event)
 
     def _submitted(self, token: str, event: Any) -> None:
         # No lock: the executor's threads would queue on it (measured: 4x the cost of a
@@ -230,12 +247,8 @@ class Instrumentation:
             seconds = self.reporter.clock() - started
         else:
             seconds = (datetime.now(timezone.utc) - when).total_seconds()
-        return Run(
-            token=token,
-            task=str(event.job_id),
-            duration_ms=max(0, round(seconds * 1000)),
-            extra={"scheduled": when.isoformat()},
-        )
+        duration_ms = max(0, round(seconds * 1000))
+        return Run(token, str(event.job_id), None, 1, duration_ms, None, None, when)
 
     def _executed(self, token: str, event: Any) -> None:
         self.reporter.succeeded(self._run(token, event))
@@ -253,12 +266,12 @@ class Instrumentation:
     def _missed(self, token: str, event: Any) -> None:
         when = event.scheduled_run_time
         self._start_of(event)  # a late run of a batch was submitted with the others
-        run = Run(token=token, task=str(event.job_id), extra={"scheduled": when.isoformat()})
+        run = Run(token=token, task=str(event.job_id), scheduled=when)
         self.reporter.failed(run, Failure(f"missed the {run_label(when)} run", "MissedRun"))
 
     def _skipped(self, token: str, event: Any) -> None:
         when = event.scheduled_run_times[-1]  # one down for the pass: its latest run
-        run = Run(token=token, task=str(event.job_id), extra={"scheduled": when.isoformat()})
+        run = Run(token=token, task=str(event.job_id), scheduled=when)
         reason = f"skipped the {run_label(when)} run: previous run still going"
         self.reporter.failed(run, Failure(reason, "SkippedRun"))
 
