@@ -51,6 +51,7 @@ DESCRIPTION_LIMIT = _validation.TEXT_LIMITS["description"]
 _MESSAGE_HEAD = 500
 _METADATA_TEXT_LIMIT = 500  # each string in metadata: paths and names, never near 100 KB
 _MAX_GROUPS = 1024  # rate-limit entries kept; past this, idle ones are forgotten
+_MAX_SITES = 256  # call sites whose shared metadata is kept, then all forgotten
 _TITLE_SCAN = 10_000  # look this far into a message for a non-blank first line
 _ELLIPSIS = "\u2026"
 _REDACTED = "[redacted]"
@@ -171,6 +172,8 @@ class AlertHandler(logging.Handler):
         # in the order alerts were sent, oldest first, so pruning looks only at the front.
         self._groups: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
         self._local = threading.local()
+        # Call site -> the metadata its records share (emit runs under the handler's lock).
+        self._sites: dict[tuple[object, ...], Metadata] = {}
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Emit ``record`` unless it comes from the SDK or from inside this handler's emit.
@@ -272,6 +275,29 @@ class AlertHandler(logging.Handler):
         return "\n".join(part.rstrip("\n") for part in parts)
 
     def _metadata(self, record: logging.LogRecord, exc_type: str, suppressed: int) -> Metadata:
+        site = (
+            record.name,
+            record.levelname,
+            record.pathname,
+            record.lineno,
+            record.funcName,
+            record.process,
+            record.threadName,
+        )
+        cached = self._sites.get(site)  # the same call site on the same thread: made once
+        if cached is None:
+            if len(self._sites) >= _MAX_SITES:
+                self._sites.clear()
+            cached = self._sites[site] = self._site_metadata(record)
+        metadata = dict(cached)
+        if exc_type:
+            metadata["exception"] = _clean(exc_type, _METADATA_TEXT_LIMIT)
+        if suppressed:
+            metadata["suppressed"] = suppressed
+        return metadata
+
+    def _site_metadata(self, record: logging.LogRecord) -> Metadata:
+        """The metadata a call site's records share: logger, level, location, process..."""
         metadata: Metadata = {
             "logger": _clean(record.name, _METADATA_TEXT_LIMIT),
             "level": _clean(record.levelname, _METADATA_TEXT_LIMIT),
@@ -284,10 +310,6 @@ class AlertHandler(logging.Handler):
         if record.threadName:
             metadata["thread"] = _clean(str(record.threadName), _METADATA_TEXT_LIMIT)
         metadata["host"] = self._host
-        if exc_type:
-            metadata["exception"] = _clean(exc_type, _METADATA_TEXT_LIMIT)
-        if suppressed:
-            metadata["suppressed"] = suppressed
         return metadata
 
     def close(self) -> None:
@@ -423,8 +445,9 @@ def _cut(text: str, limit: int) -> str:
 def _clean(text: str, limit: int | None = None) -> str:
     """Text that encodes as UTF-8 (lone surrogates, e.g. from undecodable file names,
     become escapes rather than failing validation), cut to ``limit``."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if not text.isascii():  # ASCII (most text) always encodes: no need to try
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if limit is None else _cut(text, limit)
