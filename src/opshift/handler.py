@@ -275,15 +275,8 @@ class AlertHandler(logging.Handler):
         return "\n".join(part.rstrip("\n") for part in parts)
 
     def _metadata(self, record: logging.LogRecord, exc_type: str, suppressed: int) -> Metadata:
-        site = (
-            record.name,
-            record.levelname,
-            record.pathname,
-            record.lineno,
-            record.funcName,
-            record.process,
-            record.threadName,
-        )
+        site = (record.name, record.levelname, record.pathname, record.lineno,
+                record.funcName, record.process, record.threadName)  # fmt: skip
         cached = self._sites.get(site)  # the same call site on the same thread: made once
         if cached is None:
             if len(self._sites) >= _MAX_SITES:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from .. import _validation
 from ..errors import ConfigurationError, OpShiftError
-from ._base import check_request, check_ssl_context, read_answer
+from ._base import check_request, check_ssl_context, load_idna, read_answer
 from ._errors import translate_exception
 from ._proxy import describe_proxy, parse_proxy, proxy_bypass, proxy_settings
 
@@ -132,6 +132,8 @@ class KeepAliveTransport:
     def warm(self) -> None:
         """Import http.client now, not on the first call (see ``UrllibTransport.warm``)."""
         from . import _connection  # noqa: F401
+
+        load_idna()
 
     def _connect(self, route: _Route, deadline: float) -> HTTPConnection:
         """A new connection for the route, connected (and tunnelled) by the deadline."""

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 
 from ..errors import OpShiftError
-from ._base import check_request, check_ssl_context, read_answer
+from ._base import check_request, check_ssl_context, load_idna, read_answer
 from ._errors import translate_exception
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
@@ -82,6 +82,7 @@ class UrllibTransport:
         not import (about 25 ms holding the GIL) while the application logs an outage."""
         if self._opener is None:
             self._build_opener()
+        load_idna()
 
     def _build_opener(self) -> urllib.request.OpenerDirector:
         """Proxies and our deadline connections, without redirect or error handlers.
