@@ -113,14 +113,15 @@ def test_building_a_client_loads_no_tls_and_no_urllib() -> None:
 def test_a_background_outbox_loads_its_transport_when_built(
     transport: str, background: bool, loaded: bool
 ) -> None:
-    """An Outbox with a sender thread loads http.client when built, not at its first send
-    (in a logging storm that import stalls every logging thread); other outboxes do not."""
+    """An Outbox with a sender thread loads http.client and the idna codec when built, not at
+    its first send (in a logging storm those imports stall every logging thread)."""
     added = _new_modules(
         "import opshift\n"
         f"opshift.Outbox(opshift.OpShift('ab' * 32, transport={transport}), "
         f"background={background}, exit_timeout=0)\n"
     )
     assert ("http.client" in added) is loaded
+    assert ("encodings.idna" in added) is loaded  # every connection's host name goes through it
 
 
 def test_the_cli_builds_its_parser_and_client_without_typing() -> None:
