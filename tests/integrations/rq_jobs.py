@@ -6,7 +6,7 @@ import os
 import signal
 from typing import Any
 
-from rq import get_current_job
+from rq import Retry, get_current_job
 
 
 def add(a: int, b: int) -> int:
@@ -28,6 +28,14 @@ def flaky(failures: int) -> str:
     if attempts <= failures:
         raise OSError(f"network down (attempt {attempts})")
     return "ok"
+
+
+def asks_again(times: int, most: int) -> str | Retry:
+    """Return ``Retry(max=most)`` the first ``times`` attempts (counted in Redis), then "ok"."""
+    job = get_current_job()
+    assert job is not None
+    counted: Any = job.connection.incr(f"attempts:{job.id}")
+    return Retry(max=most) if int(counted) <= times else "ok"
 
 
 def kill_self() -> None:

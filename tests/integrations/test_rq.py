@@ -109,6 +109,43 @@ def test_exhausted_retries_send_one_down(
     assert ping["metadata"]["attempts"] == 3
 
 
+RETURNS_RETRY = pytest.mark.skipif(
+    not hasattr(BaseWorker, "handle_job_retry"), reason="this RQ has no job returning a Retry"
+)
+
+
+@RETURNS_RETRY
+def test_a_job_returning_retry_until_none_is_left_sends_one_down(
+    redis: Redis, queue: Queue, pinger: RecordingPinger
+) -> None:
+    """A job that returns Retry(max=2) every time: one down after the third attempt, no up."""
+    worker = SimpleWorker([queue], connection=redis)
+    opshift_rq.instrument(worker, pinger, monitors={"*asks_again": "again"}, alert_webhook="hooks")
+    job = queue.enqueue(rq_jobs.asks_again, 10, 2)
+    _burst(worker)
+    (ping,) = pinger.pings("again")
+    assert ping["status"] == "down" and ping["reason"] == "returned Retry: no retries left (max 2)"
+    assert ping["metadata"]["attempts"] == 3 and job.get_status() == "failed"
+    group = pinger.sent[-1].fields["group_key"]
+    assert group == "rq:tests.integrations.rq_jobs.asks_again:MaxRetriesExceeded"
+
+
+@RETURNS_RETRY
+def test_a_job_returning_retry_then_a_value_sends_one_up_with_attempts(
+    redis: Redis, queue: Queue, pinger: RecordingPinger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Returns Retry(max=3) twice, then a value: one up, attempts 3; debug says why no down."""
+    worker = SimpleWorker([queue], connection=redis)
+    opshift_rq.instrument(worker, pinger, monitors={"*asks_again": "again"})
+    job = queue.enqueue(rq_jobs.asks_again, 2, 3)
+    with caplog.at_level(logging.DEBUG, logger="opshift"):
+        _burst(worker)
+    assert [(p["status"], p["metadata"]["attempts"]) for p in pinger.pings("again")] == [("up", 3)]
+    assert job.return_value() == "ok"
+    retried = "returned Retry and will be retried: not a down"
+    assert sum(retried in r.getMessage() for r in caplog.records) == 2
+
+
 def test_monitors_name_job_ids_and_the_jobs_own_callback_still_runs(
     redis: Redis, queue: Queue, pinger: RecordingPinger
 ) -> None:
@@ -198,6 +235,23 @@ def test_the_forking_worker_reports_success_failure_and_a_killed_horse(
     assert killed.get_status() == "failed"
 
 
+@RETURNS_RETRY
+@pytest.mark.filterwarnings(FORK_WARNING)
+def test_the_forking_worker_reports_a_job_returning_retry_until_none_is_left(
+    redis: Redis, queue: Queue, server: OpShiftServer
+) -> None:
+    """Forking Worker: a job returning Retry(max=1) twice: one down from the last horse."""
+    worker = Worker([queue], connection=redis)
+    client = OpShift(SECRET, base_url=server.url, max_retries=0)
+    opshift_rq.instrument(worker, client, monitors={"*.asks_again": "again"})
+    job = queue.enqueue(rq_jobs.asks_again, 10, 1)
+    _burst(worker)
+    (down,) = bodies(server, "/api/ping/again")
+    assert down["status"] == "down" and down["metadata"]["task_id"] == job.id
+    assert down["reason"] == "returned Retry: no retries left (max 1)"
+    assert down["metadata"]["attempts"] == 2 and job.get_status() == "failed"
+
+
 def test_killed_reasons() -> None:
     """waitpid statuses as reasons: a signal with the peak memory, an exit code."""
     killed = signal.SIGKILL.value  # a status whose low bits are the signal
@@ -224,8 +278,10 @@ def test_instrumenting_twice_is_an_error_and_uninstrument_removes_the_hooks(
     assert worker.job_class is not job_class
     handle.uninstrument()
     assert worker.job_class is job_class and "handle_work_horse_killed" not in vars(worker)
+    assert "handle_job_retry" not in vars(worker)
     queue.enqueue(rq_jobs.add, 1, 1)
     queue.enqueue(rq_jobs.fail)
+    queue.enqueue(rq_jobs.asks_again, 10, 1)
     _burst(worker)
     assert pinger.sent == [] and opshift_rq.instrumentation(worker) is None
     assert repr(opshift_rq.instrument(worker, pinger)).startswith("Instrumentation(")
@@ -240,10 +296,11 @@ def test_a_failing_pinger_never_breaks_a_job(
     opshift_rq.instrument(worker, pinger, monitors={"*": "all"})
     job = queue.enqueue(rq_jobs.add, 2, 2)
     queue.enqueue(rq_jobs.fail)
+    queue.enqueue(rq_jobs.asks_again, 10, 1)
     with caplog.at_level(logging.WARNING, logger="opshift"):
         _burst(worker)
     assert job.return_value() == 4 and job.get_status() == "finished"
-    assert sum("outbox closed" in r.getMessage() for r in caplog.records) == 2
+    assert sum("outbox closed" in r.getMessage() for r in caplog.records) == 3
 
 
 def _other_handler(job: Job, *exc_info: Any) -> None:
@@ -262,7 +319,8 @@ def test_a_handler_pushed_after_ours_stays_and_ours_goes_inert(
     job = queue.enqueue(rq_jobs.fail)
     _burst(worker)
     assert pinger.sent == [] and redis.get("other-handler") == job.id.encode()
-    handle.work_horse_killed(job, 9, None)  # the hook RQ would call: inert
+    handle.work_horse_killed(job, 9, None)  # the hooks RQ would call: inert
+    handle.returned_retry(job, Retry(max=1))
     assert pinger.sent == []
 
 

@@ -14,6 +14,10 @@ What each hook becomes (the core's rules, ``_core``):
 - failure: an exception handler (``push_exc_handler``) reports ``down``, only when no
   retry is left (``Retry(max=...)``): a retried attempt is counted, and the attempts ride
   on the final ping.
+- a job that returns a ``Retry`` (where the worker has ``handle_job_retry``): no callback
+  nor handler runs, so that method is wrapped on the instance: once RQ has re-enqueued the
+  job, the attempt is counted (RQ's ``number_of_retries``); once RQ has failed it, no retry
+  left, ``down`` "returned Retry: no retries left (max 2)".
 - the work horse killed (a signal, the OOM killer): the worker instance's
   ``handle_work_horse_killed`` (which calls any ``work_horse_killed_handler``) is wrapped
   on the instance, so the worker's own process sends ``down`` with the signal and the
@@ -171,6 +175,7 @@ class Instrumentation:
         self._job_class: type[Job] | None = None
         self._base_job_class: type[Job] | None = None
         self._killed_wrapper: Callable[..., Any] | None = None
+        self._retry_wrapper: Callable[..., Any] | None = None
         self._active = False
 
     def token(self, job: Job) -> str | None:
@@ -200,6 +205,11 @@ class Instrumentation:
 
         self._killed_wrapper = handle_work_horse_killed
         self.worker.handle_work_horse_killed = handle_work_horse_killed  # type: ignore[method-assign]
+        retry_handler: Callable[..., None] | None = getattr(self.worker, "handle_job_retry", None)
+        if retry_handler is not None:  # an RQ where a job may return a Retry
+            handle_job_retry = _after_retry_handled(retry_handler, self)
+            self._retry_wrapper = handle_job_retry
+            self.worker.handle_job_retry = handle_job_retry  # type: ignore[method-assign]
 
     def uninstrument(self) -> None:
         """Remove every hook ``instrument`` added and send what the core still holds."""
@@ -216,6 +226,8 @@ class Instrumentation:
             self.worker.job_class = self._base_job_class
         if vars(self.worker).get("handle_work_horse_killed") is self._killed_wrapper:
             del self.worker.handle_work_horse_killed  # the class's own method shows again
+        if vars(self.worker).get("handle_job_retry") is self._retry_wrapper:
+            del self.worker.handle_job_retry
         self.reporter.flush()
         if _INSTRUMENTED.get(self.worker) is self:
             del _INSTRUMENTED[self.worker]
@@ -268,6 +280,28 @@ class Instrumentation:
             self.reporter.failed(self._run(job, token), failure_of(exc))
         except Exception as error:
             _log.logger().warning("Could not report an RQ job's failure to OpShift: %s", error)
+
+    def returned_retry(self, job: Job, retry: Any) -> None:
+        """The job returned ``retry`` and RQ has handled it: re-enqueued (an attempt, counted
+        by RQ in ``number_of_retries``), or failed, no retry left: a down."""
+        if not self._active:
+            return
+        try:
+            token = self.token(job)
+            if token is None:
+                return
+            from rq.job import JobStatus
+
+            if job.get_status(refresh=False) != JobStatus.FAILED:
+                if _log.debug_enabled():
+                    _log.logger().debug(
+                        "RQ job %s returned Retry and will be retried: not a down ping", job.id
+                    )
+                return
+            reason = f"returned Retry: no retries left (max {getattr(retry, 'max', '?')})"
+            self.reporter.failed(self._run(job, token), Failure(reason, "MaxRetriesExceeded"))
+        except Exception as error:
+            _log.logger().warning("Could not report an RQ job's Retry to OpShift: %s", error)
 
     def work_horse_killed(self, job: Job, ret_val: int | None, rusage: Any) -> None:
         """The work horse died (a signal, the OOM killer): a down from the worker."""
@@ -347,6 +381,18 @@ def killed_reason(status: int | None, maxrss_kb: int | None = None) -> str:
     if isinstance(maxrss_kb, int) and maxrss_kb > 0:
         text += f", maxrss {_memory(maxrss_kb)}"
     return text
+
+
+def _after_retry_handled(
+    original: Callable[..., None], handle: Instrumentation
+) -> Callable[..., None]:
+    """``worker.handle_job_retry`` (RQ calls it with keywords), then ``returned_retry``."""
+
+    def handle_job_retry(job: Job, queue: Any, retry: Any, *args: Any, **kwargs: Any) -> None:
+        original(job, queue, retry, *args, **kwargs)
+        handle.returned_retry(job, retry)
+
+    return handle_job_retry
 
 
 def _monitored_job_class(base: type[Job], handle: Instrumentation) -> type[Job]:
