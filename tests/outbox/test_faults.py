@@ -3,6 +3,7 @@ result that cannot be written when OpShift's answer arrives, a sender killed mid
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -288,3 +289,49 @@ def test_items_stay_visible_after_another_process_closes_the_file(tmp_path: Path
     outbox.alert("w", title="second")
     assert _count_in_another_process(path) == 2
     outbox.close(0)
+
+
+def test_a_second_outbox_on_the_path_keeps_the_first_ones_items_visible(tmp_path: Path) -> None:
+    """Two outboxes on one file in one process (a handler's and the app's): building the
+    second never drops the first's locks, so another process's close loses nothing."""
+    path = tmp_path / "spool.db"
+    client = OpShift(SECRET, transport=FakeTransport(SECRET))
+    first = quiet_outbox(client, path)
+    first.alert("w", title="one")
+    second = quiet_outbox(client, path)
+    assert _count_in_another_process(path) == 1
+    first.alert("w", title="two")
+    assert _count_in_another_process(path) == 2
+    second.close(0)
+    first.close(0)
+
+
+def test_a_forked_child_keeps_its_items_visible_once_the_parent_lets_go(tmp_path: Path) -> None:
+    """An outbox made before fork(): once the parent closes it, the child's items stay in
+    the file for every process (the child takes the file's locks itself)."""
+    path = tmp_path / "spool.db"
+    outbox = quiet_outbox(OpShift(SECRET, transport=lambda *call: (503, b"{}")), path)
+    outbox.alert("w", title="one")
+    to_parent, from_child = os.pipe()
+    to_child, from_parent = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; coverage is not measured across fork
+        try:
+            outbox.alert("w", title="two")
+            os.write(from_child, b"queued")
+            os.read(to_child, 6)  # the parent closed its outbox
+            _count_in_another_process(path)  # another process opens and closes the file
+            outbox.alert("w", title="three")
+            report = str(_count_in_another_process(path)).encode()
+        except BaseException as exc:
+            report = f"error: {exc!r}".encode()
+        os.write(from_child, report)
+        os._exit(0)
+    assert os.read(to_parent, 6) == b"queued"
+    outbox.close(0)
+    os.write(from_parent, b"closed")
+    report = os.read(to_parent, 200)
+    os.waitpid(pid, 0)
+    for fd in (to_parent, from_child, to_child, from_parent):
+        os.close(fd)
+    assert report == b"3"

@@ -92,11 +92,14 @@ def open_file(path: str, wait: float) -> sqlite3.Connection:
             outbox, was written by a newer opshift, or is damaged.
     """
     try:
-        # Created here, not by sqlite, so its mode is 0600 from the first byte; sqlite
-        # gives the -wal and -shm files the same mode. Closed before SQLite opens the file:
-        # closing any descriptor of it drops every POSIX lock this process holds on it, and
-        # another process's close would then delete the WAL this one still writes to.
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        # A new file is created here, not by sqlite, so its mode is 0600 from the first
+        # byte; sqlite gives the -wal and -shm files the same mode. An existing file is
+        # never opened outside SQLite: closing any descriptor of it drops every POSIX lock
+        # this process holds on it (an earlier Outbox's on the same path too), and another
+        # process's close would then delete the WAL this one still writes to.
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+    except FileExistsError:
+        pass  # SQLite says below whether it can use it
     except OSError as exc:
         raise ConfigurationError(
             f"Cannot create or write the outbox file {path!r}: {exc.strerror or exc}. "

@@ -282,17 +282,22 @@ class SQLiteStore:
     def after_fork(self) -> None:
         """In a forked child: new locks and owner id; connections of its own, opened on use.
 
-        The parent's connection objects are left open and unused: closing them here could
-        disturb the parent's locks on the file.
+        The copies of the parent's connections are closed first. Kept open, they made the
+        child's own connections believe they held the file's locks (SQLite tracks them per
+        process, by file), so the child never took them: once the parent let go of the
+        file, another process's close deleted the WAL the child wrote to. Closing them
+        cannot release the parent's locks: POSIX locks belong to the process that took them.
         """
-        _abandoned.extend(c for c in (self._conn, self._add_conn) if c is not None)
+        for conn in (self._conn, self._add_conn):
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
         self._lock = threading.Lock()
         self._add_lock = threading.Lock()
         self.owner = _lease.owner_id()
         self._conn = self._add_conn = None
 
 
-_abandoned: list[sqlite3.Connection] = []  # a forked child's copies of its parent's
 _COLUMNS = "id, kind, destination, body, is_up, created"
 _LEASED = "SELECT destination FROM destinations WHERE lease_until > ?"  # held by a sender
 
