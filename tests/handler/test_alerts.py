@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from opshift import AlertHandler, OpShift, Outbox
+from opshift.outbox._outbox import sender
 from opshift.testing import OpShiftServer
 
 from ..helpers import (
@@ -490,3 +491,48 @@ def test_a_full_outbox_counts_and_reports_every_refused_record(
     finally:
         log.removeHandler(handler)
         handler.close()
+
+
+def _full_of_alerts(path: Any = None) -> tuple[Outbox, AlertHandler, logging.Logger]:
+    """An AlertHandler on an outbox (max_pending 2) that OpShift's 503s have filled."""
+    outbox = Outbox(
+        OpShift(SECRET, transport=lambda *call: (503, b"{}")),
+        path,
+        background=False,
+        max_pending=2,
+    )
+    handler = AlertHandler("app-errors", outbox=outbox)
+    log = quiet_logger(f"app.full.{id(handler)}")
+    log.addHandler(handler)
+    for n in range(3):
+        log.error(f"distinct failure {n}")
+    assert outbox.stats["dropped_full"] == 1
+    return outbox, handler, log
+
+
+def test_a_closed_full_outbox_is_reported_closed_not_counted_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After close(), a record is the handler's error ("closed"), not a silent refusal."""
+    outbox, handler, log = _full_of_alerts()
+    errors: list[logging.LogRecord] = []
+    monkeypatch.setattr(handler, "handleError", errors.append)
+    outbox.close(0)
+    log.error("after close")
+    assert len(errors) == 1
+    assert outbox.stats["dropped_full"] == 1
+    log.removeHandler(handler)
+
+
+def test_a_full_file_outbox_refuses_without_waiting_for_the_sender(tmp_path: Any) -> None:
+    """While the sender holds the file (a lock wait), a refused record still returns at once."""
+    outbox, handler, log = _full_of_alerts(tmp_path / "spool.db")
+    held = sender(outbox).locks()[-1]  # the lock the sender holds through its file's writes
+    emitted = threading.Thread(target=log.error, args=("while the sender waits",), daemon=True)
+    with held:
+        emitted.start()
+        emitted.join(10)
+        assert not emitted.is_alive()
+    assert outbox.stats["dropped_full"] == 2
+    log.removeHandler(handler)
+    outbox.close(0)

@@ -178,6 +178,20 @@ def test_http_proxy_from_environment(
     assert server.requests[0].signature_valid
 
 
+def test_a_proxy_set_after_an_outbox_is_built_is_still_used(
+    transport_name: str, no_proxy_env: pytest.MonkeyPatch, server: OpShiftServer
+) -> None:
+    """The proxy variables are read at the first send, not when an Outbox warms its transport."""
+    client = OpShift(SECRET, base_url=server.url, transport=TRANSPORTS[transport_name]())
+    outbox = opshift.Outbox(client, exit_timeout=0)  # a sender thread: it warms the transport
+    with ProxyServer() as proxy:
+        no_proxy_env.setenv("HTTP_PROXY", proxy.url)  # set later in the application's start
+        outbox.alert("h", title="through the proxy")
+        assert outbox.flush(10) is True
+    outbox.close(0)
+    assert proxy.seen[0][0] == f"POST {server.url}/api/alerts/trigger/h HTTP/1.1"
+
+
 def test_https_proxy_tunnels_with_connect(
     transport_name: str, no_proxy_env: pytest.MonkeyPatch, certificate: Certificate
 ) -> None:

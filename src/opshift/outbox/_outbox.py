@@ -230,7 +230,9 @@ class Outbox:
         refused and an alert would be now: full, no up ping to make room, nothing spilled."""
         delivery = self._delivery
         store, spill = delivery.store, delivery.spill
-        if not self._refusing or store is None or (spill is not None and spill.count()):
+        if not self._refusing or store is None or self._sender.closed:
+            return False  # closed: alert() says so
+        if spill is not None and spill.count():
             return False
         try:
             if not store.refuses(self.max_pending):

@@ -101,13 +101,24 @@ class SQLiteStore:
             return int(self._execute("SELECT waiting FROM counts").fetchone()[0])
 
     def refuses(self, limit: int) -> bool:
-        """Full, and no up ping waits to make room (see ``Store.refuses``): two lookups."""
-        with self._lock:
-            row = self._execute(
+        """Full, and no up ping waits to make room (see ``Store.refuses``): two lookups.
+
+        Read on the enqueue connection, and only if it is free at once: never behind the
+        sender, which may hold its own connection for a lock wait. Unsure means False.
+        """
+        if not self._add_lock.acquire(blocking=False):
+            return False
+        try:
+            conn = self._add_conn
+            if self._closed or conn is None:
+                return False
+            row = conn.execute(
                 "SELECT waiting >= ? AND NOT EXISTS (SELECT 1 FROM items WHERE is_up = 1)"
                 " FROM counts",
                 (limit,),
             ).fetchone()
+        finally:
+            self._add_lock.release()
         return bool(row[0])
 
     def destinations(self) -> set[str]:

@@ -77,11 +77,14 @@ class UrllibTransport:
             raise translate_exception(exc, url, timeout, via) from exc
 
     def warm(self) -> None:
-        """Import urllib and http.client and read the proxy variables now, not on the first
-        call. An ``Outbox`` does this when it is built, so its sender's first send does
-        not import (about 25 ms holding the GIL) while the application logs an outage."""
-        if self._opener is None:
-            self._build_opener()
+        """Import urllib and http.client (and load the idna codec) now, not on the first
+        call. An ``Outbox`` does this when it is built, so its sender's first send does not
+        import (about 25 ms holding the GIL) while the application logs an outage. The
+        proxy variables are still read on the first call, as documented."""
+        import urllib.request  # noqa: F401
+
+        from . import _connection, _proxy, _socket  # noqa: F401
+
         load_idna()
 
     def _build_opener(self) -> urllib.request.OpenerDirector:
