@@ -109,6 +109,20 @@ def test_the_cli_reports_a_damaged_file_as_a_configuration_error(
     assert "Move it aside" in capsys.readouterr().err
 
 
+def test_an_outbox_is_built_while_another_connection_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    """Building an Outbox on an up-to-date file takes no write lock: another writer's long
+    transaction does not make construction fail."""
+    path = tmp_path / "o.sqlite3"
+    quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path).close(0)
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        outbox = quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path)
+        other.execute("ROLLBACK")
+    outbox.close(0)
+
+
 def test_a_clock_stepped_back_never_stretches_the_backoff(spool: Path | None) -> None:
     """After the clock steps back 3 h, a failed destination waits at most backoff_max."""
     fake = FakeTransport(SECRET)
@@ -150,6 +164,24 @@ def test_a_stored_backoff_from_a_fast_clock_does_not_stall_the_next_process(
         )
     due = sender_pass(second)
     assert due is not None and due <= 1.0
+
+
+def test_a_lease_stamped_by_a_fast_clock_ends_within_one_lease(tmp_path: Path) -> None:
+    """A claim left by a sender whose clock ran 1 h fast holds its destination at most one
+    lease from now, not an hour more."""
+    path = tmp_path / "o.sqlite3"
+    fake = FakeTransport(SECRET)
+    clock = Clock(START)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), path, clock=clock)
+    outbox.alert("h", title="t")
+    other = SQLiteStore(str(path))  # another sender (it never finishes), 1 h ahead
+    assert other.claim(START + 3600, delivery(outbox).lease) is not None
+    sender_pass(outbox)
+    assert fake.requests == []  # its lease is still on
+    clock.advance(delivery(outbox).lease + 1)
+    sender_pass(outbox)
+    assert [r.json for r in fake.requests] == [{"title": "t"}]
+    other.close()
 
 
 def test_an_items_age_never_goes_negative_after_a_clock_step(spool: Path | None) -> None:
@@ -235,6 +267,35 @@ def test_a_result_that_cannot_be_written_frees_the_destination_for_the_next_pass
     assert transport.sent == ['{"title":"a0"}', '{"title":"a1"}']
     assert outbox.pending == 0
     assert outbox.stats["delivered"] == 2
+
+
+def test_a_destination_whose_result_waits_is_not_sent_again_after_its_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results unwritable for longer than the lease: the process never claims that
+    destination again meanwhile, so nothing is sent or counted twice."""
+    monkeypatch.setattr(_delivery, "RECORD_PATIENCE", 0.0)
+    clock = Clock(START)
+    transport = FakeTransport(SECRET)
+    outbox = quiet_outbox(OpShift(SECRET, transport=transport), tmp_path / "o.db", clock=clock)
+    outbox.alert("h", title="a0")
+    store = delivery(outbox).store
+    assert isinstance(store, SQLiteStore)
+    finish, writable = store.finish, [False]
+
+    def finish_when_writable(result: object) -> bool:
+        if not writable[0]:
+            raise sqlite3.OperationalError("database is locked")
+        return finish(result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "finish", finish_when_writable)
+    sender_pass(outbox)  # a0 delivered; its result waits in memory
+    clock.advance(delivery(outbox).lease + 1)  # the claim in the file has run out
+    sender_pass(outbox)
+    assert len(transport.requests) == 1
+    writable[0] = True
+    sender_pass(outbox)
+    assert (len(transport.requests), outbox.pending, outbox.stats["delivered"]) == (1, 0, 1)
 
 
 def test_progress_is_recorded_at_least_every_progress_seconds(

@@ -159,11 +159,14 @@ class Delivery:
             self._move_spill_into(file, self.spill)
         for store in self.stores():
             try:
-                store.cap_backoff(self.clock() + self.backoff_max)
+                now = self.clock()
+                store.cap_backoff(now + self.backoff_max, now + self.lease)
                 self._expire(store)
-                tried: set[str] = set()
+                # A destination whose result waits in memory stays ours, whatever its lease
+                # in the file says: claiming it again would send its items twice.
+                tried = {result.destination for held, result in self.unrecorded if held is store}
                 if store is self.spill and file is not None and store.count():
-                    tried = _waiting_in(file)
+                    tried |= _waiting_in(file)
                 while not self.stopping and (deadline is None or time.monotonic() < deadline):
                     work = store.claim(
                         self.clock(), self.lease, urgent=urgent, skip=frozenset(tried)

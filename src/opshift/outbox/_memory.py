@@ -134,8 +134,11 @@ class MemoryStore:
             if ups is not None and item.id in ups:
                 ups[item.id] = queue[item.id]
 
-    def cap_backoff(self, latest: float) -> None:
-        """End every backoff that would end after ``latest`` (a clock stepped back) then."""
+    def cap_backoff(self, latest: float, lease_latest: float) -> None:
+        """End every backoff that would end after ``latest`` (a clock stepped back) then.
+
+        A claim in memory has no end time (it lasts until finish), so no lease to cap.
+        """
         with self._lock:
             for destination, due in self._next_attempt.items():
                 if due > latest:

@@ -180,7 +180,13 @@ def _set_mode(conn: sqlite3.Connection) -> None:
 
 
 def _migrate(conn: sqlite3.Connection, path: str) -> None:
-    """Apply every schema step between the file's user_version and ours, in one transaction."""
+    """Apply every schema step between the file's user_version and ours, in one transaction.
+
+    An up-to-date file takes no write lock: another process holding it (a long write)
+    must not make this Outbox's construction fail.
+    """
+    if check_kind(conn, path) == SCHEMA_VERSION:
+        return
     with transaction(conn):
         version = check_kind(conn, path)
         for step in range(version + 1, SCHEMA_VERSION + 1):

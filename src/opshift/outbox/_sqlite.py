@@ -165,16 +165,21 @@ class SQLiteStore:
             or newest > now
         )
 
-    def cap_backoff(self, latest: float) -> None:
-        """End every backoff that would end after ``latest`` (a clock stepped back) then."""
+    def cap_backoff(self, latest: float, lease_latest: float) -> None:
+        """End every backoff after ``latest``, and every lease after ``lease_latest``, then
+        (a clock stepped back, here or in the process that stored them)."""
         with self._lock:
-            query = "SELECT 1 FROM destinations WHERE next_attempt > ? LIMIT 1"
-            if self._execute(query, (latest,)).fetchone() is None:
+            query = "SELECT 1 FROM destinations WHERE next_attempt > ? OR lease_until > ? LIMIT 1"
+            if self._execute(query, (latest, lease_latest)).fetchone() is None:
                 return
             with _schema.transaction(self._sender_conn()):
                 self._execute(
                     "UPDATE destinations SET next_attempt = ? WHERE next_attempt > ?",
                     (latest, latest),
+                )
+                self._execute(
+                    "UPDATE destinations SET lease_until = ? WHERE lease_until > ?",
+                    (lease_latest, lease_latest),
                 )
 
     def claim(

@@ -86,11 +86,12 @@ class Store(Protocol):
         no age goes negative. Costs O(log n) per item removed or re-dated, not a scan.
         """
 
-    def cap_backoff(self, latest: float) -> None:
-        """End every destination's backoff that would end after ``latest`` at ``latest``.
+    def cap_backoff(self, latest: float, lease_latest: float) -> None:
+        """End every destination's backoff that would end after ``latest`` at ``latest``,
+        and every lease that would end after ``lease_latest`` at ``lease_latest``.
 
-        Backoff is a wall-clock time, stored; after the clock stepped back it could lie
-        hours ahead. The pass calls this with ``now + backoff_max``.
+        Both are wall-clock times, stored; after the clock stepped back they could lie
+        hours ahead. The pass calls this with ``now + backoff_max`` and ``now + lease``.
         """
 
     def claim(
