@@ -51,6 +51,25 @@ def test_a_handlers_own_outbox_takes_one_exit_timeout_and_reports_its_loss() -> 
     assert err.count("lost") == 1  # said once, though both the flush and close() saw it
 
 
+def test_a_longer_exit_timeout_elsewhere_does_not_lengthen_a_handlers_share() -> None:
+    """Another outbox with exit_timeout 10 (and nothing left): the handler's own outbox
+    still gets its 2 s once, not its flush plus a close cut only by the other's 10 s."""
+    setup = "from opshift import Outbox\nother = Outbox(OpShift('ab' * 32), exit_timeout=10)"
+    _, err, took = _exit_of(HANDLER_ON_ROOT.format(setup=setup, url=refused_url()))
+    assert took < 2 * EXIT_TIMEOUT - 0.5, (took, err)
+    assert "1 item lost (in memory)" in err
+
+
+def test_a_root_level_of_error_does_not_silence_a_loss() -> None:
+    """basicConfig(level=ERROR), "only errors": an alert lost at exit is one of them."""
+    setup = (
+        "logging.basicConfig(level=logging.ERROR, stream=sys.stdout,"
+        " format='LOGGED %(levelname)s %(message)s')"
+    )
+    out, err, _ = _exit_of(HANDLER_ON_ROOT.format(setup=setup, url=refused_url()))
+    assert "LOGGED ERROR 1 item lost (in memory)" in out, (out, err)
+
+
 def test_a_loss_goes_through_logging_when_a_handler_would_show_it() -> None:
     """With a console handler beside AlertHandler, the loss is logged there, not printed raw."""
     setup = "logging.basicConfig(stream=sys.stdout, format='LOGGED %(name)s %(message)s')"

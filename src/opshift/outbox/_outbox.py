@@ -326,8 +326,8 @@ class Outbox:
         ``OpShiftError``.
         """
         deadline = time.monotonic() + _validation.check_number("timeout", timeout, inclusive=True)
-        ending = _process.exit_deadline()
-        if ending is not None:  # closing at exit (logging.shutdown): within the exit's budget
+        ending = _process.exit_deadline(self._sender.exit_timeout)
+        if ending is not None:  # closing at exit (logging.shutdown): within its exit budget
             deadline = min(deadline, ending)
         delivery, sender = self._delivery, self._sender
         with sender.lock:

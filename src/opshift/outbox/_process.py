@@ -26,7 +26,7 @@ __all__ = ["exit_deadline", "register"]
 
 _live: weakref.WeakSet[Sender] = weakref.WeakSet()
 _held: list[threading.Lock] = []  # what the fork hook holds across fork()
-_deadline: float | None = None  # when the exit began: the end of its budget (monotonic)
+_started: float | None = None  # when the exit flush began (monotonic)
 _after_logging = False  # registered after logging's own atexit hook, so it runs before it
 
 
@@ -42,18 +42,18 @@ def register(sender: Sender) -> None:
         _after_logging = "logging" in sys.modules
 
 
-def exit_deadline() -> float | None:
-    """The monotonic time the exit's budget ends, once the exit flush began; else None."""
-    return _deadline
+def exit_deadline(exit_timeout: float) -> float | None:
+    """Once the exit flush began, when an outbox's share of it ends (monotonic): the exit's
+    start plus that outbox's ``exit_timeout``. None before the exit."""
+    return None if _started is None else _started + exit_timeout
 
 
 def _flush_at_exit() -> None:
     """At interpreter exit, flush the open outboxes side by side, each for at most its
     exit_timeout from now; then report what each leaves behind."""
-    global _deadline
-    started = time.monotonic()
+    global _started
+    _started = started = time.monotonic()
     senders = [sender for sender in list(_live) if sender.takes_exit_flush()]
-    _deadline = started + max((sender.exit_timeout for sender in senders), default=0.0)
     for sender in senders:
         sender.kick()  # every background sender starts now, not after the one before it
     for sender in senders:

@@ -20,6 +20,7 @@ from ._memory import MemoryStore
 __all__ = ["left_behind", "say", "shown_elsewhere"]
 
 WARNING = 30  # logging.WARNING, without importing logging for a constant
+ERROR = 40  # logging.ERROR: items lost
 
 
 def shown_elsewhere(level: int) -> bool:
@@ -53,10 +54,13 @@ def shown_elsewhere(level: int) -> bool:
 def say(message: str, level: int = WARNING) -> None:
     """Log ``message`` on the ``opshift`` logger if someone would see it; else print it
     on stderr (if there is one), prefixed ``opshift:``. Nothing at all if the application
-    set the ``opshift`` logger (or ``logging.disable``) above ``level``."""
+    set the ``opshift`` logger itself (or ``logging.disable``) above ``level``, or, below
+    ERROR, if its levels filter it: a root level of ERROR never silences a loss."""
     log = _log.logger()
-    if not log.isEnabledFor(level):
+    if log.manager.disable >= level or log.level > level:
         return  # the application turned the SDK's records of this level off: its call
+    if level < ERROR and not log.isEnabledFor(level):
+        return  # warnings filtered (a root level of ERROR): only a loss must get through
     if shown_elsewhere(level):
         log.log(level, "%s", message)
         return
@@ -67,10 +71,11 @@ def say(message: str, level: int = WARNING) -> None:
         print(f"opshift: {message}", file=stream, flush=True)
 
 
-def left_behind(delivery: Delivery, *, at_exit: bool) -> tuple[int, list[str]]:
-    """What the outbox still holds: (items in memory, which are lost, and the messages
-    that say so and, at exit, what stays in its file for the next run)."""
-    messages: list[str] = []
+def left_behind(delivery: Delivery, *, at_exit: bool) -> tuple[int, list[tuple[int, str]]]:
+    """What the outbox still holds: (items in memory, which are lost, and the messages,
+    with their levels, that say so (ERROR) and, at exit, what stays in its file for the
+    next run (WARNING))."""
+    messages: list[tuple[int, str]] = []
     in_memory = 0
     memory_destinations: set[str] = set()
     for store in delivery.stores():
@@ -85,20 +90,26 @@ def left_behind(delivery: Delivery, *, at_exit: bool) -> tuple[int, list[str]]:
             else f"the Outbox was closed before OpShift took {them}"
         )
         messages.append(
-            f"{_items(in_memory)} lost (in memory), to {_names(memory_destinations)}: {why}. "
-            "Give the Outbox a path to keep them for the next process."
+            (
+                ERROR,
+                f"{_items(in_memory)} lost (in memory), to {_names(memory_destinations)}: "
+                f"{why}. Give the Outbox a path to keep them for the next process.",
+            )
         )
     if at_exit and delivery.path is not None and delivery.store is not None:
         try:
             in_file = delivery.store.count()
             file_destinations = delivery.store.destinations()
         except sqlite3.Error as exc:
-            messages.append(f"Could not count what is left in {delivery.path} ({exc}).")
+            messages.append((WARNING, f"Could not count what is left in {delivery.path} ({exc})."))
         else:
             if in_file:
                 messages.append(
-                    f"{_items(in_file)} kept in {delivery.path} for the next run, to "
-                    f"{_names(file_destinations)}."
+                    (
+                        WARNING,
+                        f"{_items(in_file)} kept in {delivery.path} for the next run, to "
+                        f"{_names(file_destinations)}.",
+                    )
                 )
     return in_memory, messages
 

@@ -185,8 +185,8 @@ class Sender:
         if in_memory and in_memory == self.lost_reported:
             messages = messages[1:]
         self.lost_reported = in_memory
-        for message in messages:
-            _report.say(message)
+        for level, message in messages:
+            _report.say(message, level)
 
     def locks(self) -> list[threading.Lock]:
         """Every lock a fork() must not split: the lifecycle lock, then the stores'."""
