@@ -54,6 +54,26 @@ def test_a_refused_database_is_left_byte_for_byte_unchanged(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # no -wal, no -shm
 
 
+def test_a_refused_database_in_wal_mode_keeps_its_wal(tmp_path: Path) -> None:
+    """Another app's WAL-mode database, its last commit still in its WAL (its process
+    ended without closing): refused, and the database and its WAL are as they were."""
+    path = tmp_path / "app.db"
+    code = (
+        "import os, sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "conn.execute('PRAGMA journal_mode = WAL')\n"
+        "conn.execute('CREATE TABLE users (email TEXT)')\n"
+        "conn.execute(\"INSERT INTO users VALUES ('a@example.com')\")\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)
+    wal = Path(f"{path}-wal")
+    before = (path.read_bytes(), wal.read_bytes())
+    with pytest.raises(ConfigurationError, match="not an opshift outbox"):
+        Outbox(OpShift(SECRET), path)
+    assert wal.exists() and (path.read_bytes(), wal.read_bytes()) == before
+
+
 def test_opshift_outbox_flush_on_a_foreign_database_changes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "connect",
     "damaged",
     "open_file",
+    "read_only",
     "transaction",
     "unusable",
 ]
@@ -105,15 +106,16 @@ def open_file(path: str, wait: float) -> sqlite3.Connection:
             f"Cannot create or write the outbox file {path!r}: {exc.strerror or exc}. "
             "Pass a path in a directory this process can write, e.g. under /var/lib/<app>/."
         ) from exc
-    try:
+    try:  # what the file is, read only: a refused file keeps every byte (and its WAL)
+        probe = read_only(path, wait)
+        try:
+            check_kind(probe, path)
+        finally:
+            probe.close()
         conn = sqlite3.connect(path, timeout=wait, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise unusable(path, exc) from exc
     try:
-        try:
-            check_kind(conn, path)  # reads only: a refused file keeps every byte
-        except sqlite3.Error as exc:
-            raise unusable(path, exc) from exc
         _make_private(path)
         try:
             _set_mode(conn)
@@ -125,6 +127,13 @@ def open_file(path: str, wait: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def read_only(path: str, wait: float) -> sqlite3.Connection:
+    """A connection that cannot change the file: it neither writes, nor checkpoints or
+    deletes a WAL when it closes."""
+    escaped = os.path.abspath(path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    return sqlite3.connect(f"file:{escaped}?mode=ro", uri=True, timeout=wait)
 
 
 def _make_private(path: str) -> None:

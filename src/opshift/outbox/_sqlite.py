@@ -356,8 +356,7 @@ def read_summary(path: str, now: float) -> list[tuple[str, str, int, float]]:
         ConfigurationError: the file is not an opshift outbox, or cannot be read.
     """
     try:
-        uri = "file:" + os.path.abspath(path).replace("?", "%3F").replace("#", "%23")
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=SENDER_WAIT)
+        conn = _schema.read_only(path, SENDER_WAIT)
     except sqlite3.Error as exc:
         raise _schema.unusable(path, exc) from exc
     try:
