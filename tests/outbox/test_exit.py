@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from opshift import AlertHandler, OpShift
+from opshift import AlertHandler, OpShift, Outbox
 from opshift.outbox import _report
+from opshift.outbox._sqlite import SQLiteStore
 
 from ..helpers import SECRET, python, refused_url
 
@@ -91,6 +92,30 @@ def test_a_file_outbox_says_what_it_keeps_for_the_next_run(tmp_path: Path) -> No
     _, err, _ = _exit_of(code)
     assert f"items kept in {path} for the next run" in err
     assert "/api/ping/payments-worker" in err
+
+
+def test_a_job_sharing_a_file_neither_waits_for_nor_reports_another_processs_claim(
+    tmp_path: Path,
+) -> None:
+    """A cron job shares the file with a live worker that holds its own destination: the
+    job's ping goes, and its exit neither waits its exit_timeout nor reports the worker's."""
+    path = tmp_path / "o.sqlite3"
+    worker = Outbox(OpShift(SECRET, base_url=refused_url()), path, background=False)
+    worker.alert("worker-errors", title="being sent")
+    store = SQLiteStore(str(path))  # the worker's sender, mid-send: it holds the destination
+    assert store.claim(time.time(), 90.0) is not None
+    code = f"""
+        from opshift import OpShift, Outbox
+        from opshift.testing import FakeTransport
+        client = OpShift({SECRET!r}, transport=FakeTransport({SECRET!r}))
+        outbox = Outbox(client, {str(path)!r}, exit_timeout=30)
+        outbox.ping("nightly-backup")
+        """
+    _, err, took = _exit_of(code)
+    assert took < 15, (took, err)
+    assert "kept" not in err and "worker-errors" not in err, err
+    store.close()
+    worker.close(0)
 
 
 def test_several_outboxes_share_one_exit_budget() -> None:

@@ -121,6 +121,14 @@ class Delivery:
         except sqlite3.Error:
             return -1
 
+    def count_ours(self) -> int:
+        """Items this process could still send: those no other live sender holds (what an
+        exit waits for and reports); -1 while the file cannot be read."""
+        try:
+            return sum(sum(store.waiting_for_us(self.clock()).values()) for store in self.stores())
+        except sqlite3.Error:
+            return -1
+
     def locks(self) -> list[threading.Lock]:
         """The stores' locks, to hold across fork()."""
         return [lock for store in self.stores() for lock in store.locks()]

@@ -91,6 +91,11 @@ class MemoryStore:
         """How many items wait."""
         return self._count
 
+    def waiting_for_us(self, now: float) -> dict[str, int]:
+        """Every destination's items: no other process shares this memory."""
+        with self._lock:
+            return {d: len(q) for d, q in self._queues.items() if q}
+
     def refuses(self, limit: int) -> bool:
         """Full, and no up ping waits to make room (see ``Store.refuses``)."""
         with self._lock:

@@ -336,7 +336,7 @@ class Outbox:
             sender.closed = True  # from here on ping() and alert() raise: nothing slips in
         if delivery.store is None:
             return True
-        thread = sender.stop(deadline)
+        thread = sender.stop(deadline, ours=ending is not None)
         left = delivery.count_pending()
         self._pending_at_close = max(left, 0)
         sender.report_left(at_exit=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
 
 from . import _delivery, _report
 
@@ -73,24 +74,27 @@ class Sender:
         self.thread = thread
         return True
 
-    def flush(self, deadline: float, *, start: bool) -> bool:
+    def flush(self, deadline: float, *, start: bool, ours: bool = False) -> bool:
         """Deliver what waits until ``deadline`` (monotonic), trying every destination now.
 
         The sender thread does it if it runs (or, with ``start``, can be started); else the
-        passes run here. True when nothing is pending.
+        passes run here. True when nothing is pending; with ``ours`` (at exit), nothing
+        this process could send: another live process's claims are its own to finish.
         """
+        pending = self.delivery.count_ours if ours else self.delivery.count_pending
         running = self.thread is not None and self.thread.is_alive()
         if self.background and (running or (start and self.start())):
-            return self._wait_for_sender(deadline)
-        return self._deliver_inline(deadline)
+            return self._wait_for_sender(deadline, pending)
+        return self._deliver_inline(deadline, pending)
 
-    def stop(self, deadline: float) -> threading.Thread | None:
-        """Flush until ``deadline`` without starting a thread, then end the sender.
+    def stop(self, deadline: float, *, ours: bool = False) -> threading.Thread | None:
+        """Flush until ``deadline`` without starting a thread (see ``flush`` for ``ours``),
+        then end the sender.
 
         Returns:
             The sender thread, joined until ``deadline`` (it may still be mid-send), or None.
         """
-        self.flush(deadline, start=False)
+        self.flush(deadline, start=False, ours=ours)
         self.delivery.stopping = True
         self._hurry.set()
         self._wakeup.set()
@@ -99,12 +103,12 @@ class Sender:
             thread.join(max(0.0, deadline - time.monotonic()))
         return thread
 
-    def _wait_for_sender(self, deadline: float) -> bool:
+    def _wait_for_sender(self, deadline: float, pending: Callable[[], int]) -> bool:
         self._urgent = True
         self._hurry.set()
         self._wakeup.set()
         while True:
-            if self.delivery.count_pending() == 0:
+            if pending() == 0:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -114,12 +118,12 @@ class Sender:
                 # since other processes may deliver items from a shared file.
                 self._passed.wait(min(remaining, 0.2))
 
-    def _deliver_inline(self, deadline: float) -> bool:
+    def _deliver_inline(self, deadline: float, pending: Callable[[], int]) -> bool:
         urgent = True
         while True:
             delay = self.delivery.deliver_due(urgent=urgent, deadline=deadline)
             urgent = False
-            if self.delivery.count_pending() == 0:
+            if pending() == 0:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -172,8 +176,8 @@ class Sender:
 
     def flush_at_exit(self, deadline: float) -> None:
         """At interpreter exit: flush until ``deadline`` (the exit's budget)."""
-        if self.delivery.count_pending():
-            self.flush(deadline, start=True)
+        if self.delivery.count_ours():
+            self.flush(deadline, start=True, ours=True)
 
     def report_left(self, *, at_exit: bool) -> None:
         """Say what is left: items lost in memory, and at exit those kept in the file.

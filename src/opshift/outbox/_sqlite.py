@@ -100,6 +100,17 @@ class SQLiteStore:
         with self._lock:
             return int(self._execute("SELECT waiting FROM counts").fetchone()[0])
 
+    def waiting_for_us(self, now: float) -> dict[str, int]:
+        """Items per destination, but for destinations another sender holds at ``now``."""
+        with self._lock:
+            rows = self._execute(
+                "SELECT destination, count(*) FROM items WHERE destination NOT IN"
+                " (SELECT destination FROM destinations WHERE lease_until > ? AND owner != ?)"
+                " GROUP BY destination",
+                (now, self.owner),
+            ).fetchall()
+        return {destination: int(count) for destination, count in rows}
+
     def refuses(self, limit: int) -> bool:
         """Full, and no up ping waits to make room (see ``Store.refuses``): two lookups.
 

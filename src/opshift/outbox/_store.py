@@ -75,6 +75,10 @@ class Store(Protocol):
     def count(self) -> int:
         """How many items wait."""
 
+    def waiting_for_us(self, now: float) -> dict[str, int]:
+        """Items per destination that no other sender holds at ``now``: what this process
+        could still deliver (at exit, what it waits for and reports as left)."""
+
     def refuses(self, limit: int) -> bool:
         """Whether an item that is not an ``up`` ping would be refused now: ``limit`` items
         wait and no up ping could make room. A hint for skipping work (no write lock)."""
