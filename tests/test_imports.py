@@ -113,8 +113,7 @@ def test_building_a_client_loads_no_tls_and_no_urllib() -> None:
 def test_a_background_outbox_loads_its_transport_when_built(
     transport: str, background: bool, loaded: bool
 ) -> None:
-    """An Outbox with a sender thread loads http.client and the idna codec when built, not at
-    its first send (in a logging storm those imports stall every logging thread)."""
+    """An Outbox with a sender thread loads http.client and idna when built; others do not."""
     added = _new_modules(
         "import opshift\n"
         f"opshift.Outbox(opshift.OpShift('ab' * 32, transport={transport}), "

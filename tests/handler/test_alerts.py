@@ -466,8 +466,7 @@ def test_alerts_logged_during_an_outage_arrive_when_opshift_is_back() -> None:
 def test_a_full_outbox_counts_and_reports_every_refused_record(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Full of alerts while OpShift is down: each new record is refused and counted, one
-    warning says so, and once delivery makes room the next record is queued again."""
+    """Full: each refused record is counted, warned of once, and queued again once room is made."""
     answers = {"status": 503}
 
     def transport(url: str, body: bytes, headers: Any, timeout: float) -> tuple[int, bytes]:

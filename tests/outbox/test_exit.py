@@ -53,8 +53,7 @@ def test_a_handlers_own_outbox_takes_one_exit_timeout_and_reports_its_loss() -> 
 
 
 def test_a_longer_exit_timeout_elsewhere_does_not_lengthen_a_handlers_share() -> None:
-    """Another outbox with exit_timeout 10 (and nothing left): the handler's own outbox
-    still gets its 2 s once, not its flush plus a close cut only by the other's 10 s."""
+    """Another outbox's exit_timeout of 10 leaves the handler's own outbox one 2 s share."""
     setup = "from opshift import Outbox\nother = Outbox(OpShift('ab' * 32), exit_timeout=10)"
     _, err, took = _exit_of(HANDLER_ON_ROOT.format(setup=setup, url=refused_url()))
     assert took < 2 * EXIT_TIMEOUT - 0.5, (took, err)
@@ -97,8 +96,7 @@ def test_a_file_outbox_says_what_it_keeps_for_the_next_run(tmp_path: Path) -> No
 def test_a_job_sharing_a_file_neither_waits_for_nor_reports_another_processs_claim(
     tmp_path: Path,
 ) -> None:
-    """A cron job shares the file with a live worker that holds its own destination: the
-    job's ping goes, and its exit neither waits its exit_timeout nor reports the worker's."""
+    """A cron job sharing a live worker's file exits at once, silent on the worker's items."""
     path = tmp_path / "o.sqlite3"
     worker = Outbox(OpShift(SECRET, base_url=refused_url()), path, background=False)
     worker.alert("worker-errors", title="being sent")

@@ -55,8 +55,7 @@ def test_a_refused_database_is_left_byte_for_byte_unchanged(tmp_path: Path) -> N
 
 
 def test_a_refused_database_in_wal_mode_keeps_its_wal(tmp_path: Path) -> None:
-    """Another app's WAL-mode database, its last commit still in its WAL (its process
-    ended without closing): refused, and the database and its WAL are as they were."""
+    """Another app's WAL-mode database is refused with its database and WAL bytes unchanged."""
     path = tmp_path / "app.db"
     code = (
         "import os, sqlite3, sys\n"
@@ -132,8 +131,7 @@ def test_the_cli_reports_a_damaged_file_as_a_configuration_error(
 def test_an_outbox_is_built_while_another_connection_holds_the_write_lock(
     tmp_path: Path,
 ) -> None:
-    """Building an Outbox on an up-to-date file takes no write lock: another writer's long
-    transaction does not make construction fail."""
+    """An up-to-date file is opened without the write lock another writer holds."""
     path = tmp_path / "o.sqlite3"
     quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path).close(0)
     with closing(sqlite3.connect(path, isolation_level=None)) as other:
@@ -187,8 +185,7 @@ def test_a_stored_backoff_from_a_fast_clock_does_not_stall_the_next_process(
 
 
 def test_a_lease_stamped_by_a_fast_clock_ends_within_one_lease(tmp_path: Path) -> None:
-    """A claim left by a sender whose clock ran 1 h fast holds its destination at most one
-    lease from now, not an hour more."""
+    """A claim stamped by a clock 1 h fast holds its destination at most one lease from now."""
     path = tmp_path / "o.sqlite3"
     fake = FakeTransport(SECRET)
     clock = Clock(START)
@@ -292,8 +289,7 @@ def test_a_result_that_cannot_be_written_frees_the_destination_for_the_next_pass
 def test_a_destination_whose_result_waits_is_not_sent_again_after_its_lease(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Results unwritable for longer than the lease: the process never claims that
-    destination again meanwhile, so nothing is sent or counted twice."""
+    """A result unwritable past its lease: the destination is not claimed or sent again."""
     monkeypatch.setattr(_delivery, "RECORD_PATIENCE", 0.0)
     clock = Clock(START)
     transport = FakeTransport(SECRET)
@@ -358,11 +354,7 @@ def _count_in_another_process(path: Path) -> int:
 
 
 def test_items_stay_visible_after_another_process_closes_the_file(tmp_path: Path) -> None:
-    """Another process that opens and closes the file never makes later items vanish.
-
-    Closing a descriptor of the file drops all of this process's POSIX locks on it, and
-    the other process's close then deletes the WAL this one still writes to.
-    """
+    """Another process opening and closing the file never makes later items vanish."""
     path = tmp_path / "spool.db"
     outbox = quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path)
     outbox.alert("w", title="first")
@@ -373,8 +365,7 @@ def test_items_stay_visible_after_another_process_closes_the_file(tmp_path: Path
 
 
 def test_a_second_outbox_on_the_path_keeps_the_first_ones_items_visible(tmp_path: Path) -> None:
-    """Two outboxes on one file in one process (a handler's and the app's): building the
-    second never drops the first's locks, so another process's close loses nothing."""
+    """A second outbox on the same file never drops the first's locks: nothing vanishes."""
     path = tmp_path / "spool.db"
     client = OpShift(SECRET, transport=FakeTransport(SECRET))
     first = quiet_outbox(client, path)
@@ -388,8 +379,7 @@ def test_a_second_outbox_on_the_path_keeps_the_first_ones_items_visible(tmp_path
 
 
 def test_a_forked_child_keeps_its_items_visible_once_the_parent_lets_go(tmp_path: Path) -> None:
-    """An outbox made before fork(): once the parent closes it, the child's items stay in
-    the file for every process (the child takes the file's locks itself)."""
+    """A forked child's items stay visible to all once the parent closes its outbox."""
     path = tmp_path / "spool.db"
     outbox = quiet_outbox(OpShift(SECRET, transport=lambda *call: (503, b"{}")), path)
     outbox.alert("w", title="one")
