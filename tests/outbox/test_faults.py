@@ -184,21 +184,47 @@ def test_a_stored_backoff_from_a_fast_clock_does_not_stall_the_next_process(
     assert due is not None and due <= 1.0
 
 
-def test_a_lease_stamped_by_a_fast_clock_ends_within_one_lease(tmp_path: Path) -> None:
-    """A claim stamped by a clock 1 h fast holds its destination at most one lease from now."""
+def test_a_lease_stamped_by_a_fast_clock_ends_within_the_lease_cap(tmp_path: Path) -> None:
+    """A claim stamped by a clock 3 h fast holds its destination at most LEASE_CAP from now."""
     path = tmp_path / "o.sqlite3"
     fake = FakeTransport(SECRET)
     clock = Clock(START)
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), path, clock=clock)
     outbox.alert("h", title="t")
-    other = SQLiteStore(str(path))  # another sender (it never finishes), 1 h ahead
-    assert other.claim(START + 3600, delivery(outbox).lease) is not None
+    other = SQLiteStore(str(path))  # another sender (it never finishes), 3 h ahead
+    assert other.claim(START + 3 * 3600, delivery(outbox).lease) is not None
     sender_pass(outbox)
     assert fake.requests == []  # its lease is still on
-    clock.advance(delivery(outbox).lease + 1)
+    clock.advance(_delivery.LEASE_CAP + 1)
     sender_pass(outbox)
     assert [r.json for r in fake.requests] == [{"title": "t"}]
     other.close()
+
+
+def test_a_longer_lease_of_a_live_sender_is_not_cut_to_this_ones(tmp_path: Path) -> None:
+    """A live sender's 300 s lease (timeout 100) is not cut to this process's 90 s one."""
+    path = tmp_path / "o.sqlite3"
+    fake = FakeTransport(SECRET)
+    clock = Clock(START)
+    outbox = quiet_outbox(OpShift(SECRET, transport=fake), path, clock=clock)
+    outbox.alert("h", title="t")
+    other = SQLiteStore(str(path))
+    assert other.claim(START, 300.0) is not None
+    for _ in range(2):  # 182 s in all: still inside the other's 300 s
+        clock.advance(delivery(outbox).lease + 1)
+        sender_pass(outbox)
+    assert fake.requests == []
+    other.close()
+
+
+def test_symlinked_and_double_slash_paths_work(tmp_path: Path) -> None:
+    """A symlink to a file not made yet, and a path written //tmp/..., both make an outbox."""
+    link = tmp_path / "outbox.db"
+    link.symlink_to(tmp_path / "data.db")
+    client = OpShift(SECRET, transport=FakeTransport(SECRET))
+    quiet_outbox(client, link).close(0)
+    assert (tmp_path / "data.db").stat().st_mode & 0o777 == 0o600
+    quiet_outbox(client, "/" + str(tmp_path / "other.db")).close(0)
 
 
 def test_an_items_age_never_goes_negative_after_a_clock_step(spool: Path | None) -> None:
@@ -406,3 +432,22 @@ def test_a_forked_child_keeps_its_items_visible_once_the_parent_lets_go(tmp_path
     for fd in (to_parent, from_child, to_child, from_parent):
         os.close(fd)
     assert report == b"3"
+
+
+def test_a_dead_owners_lease_does_not_hide_its_items_at_exit(tmp_path: Path) -> None:
+    """What an exit waits for includes a destination whose lease holder is provably dead."""
+    path = tmp_path / "o.sqlite3"
+    clock = Clock(START)
+    outbox = quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path, clock=clock)
+    outbox.ping("nightly", status="down")
+    store = delivery(outbox).store
+    assert isinstance(store, SQLiteStore)
+    host, boot, namespace, _, _ = store.owner.split(":")
+    dead = f"{host}:{boot}:{namespace}:{2**22 + 12345}:ab"  # above pid_max: no such process
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute(
+            "INSERT INTO destinations (destination, lease_until, owner) VALUES (?, ?, ?)",
+            ("/api/ping/nightly", START + 90, dead),
+        )
+    assert store.waiting_for_us(START) == {"/api/ping/nightly": 1}
+    outbox.close(0)

@@ -22,6 +22,7 @@ from ._store import Finish, Item, Store, Work
 
 __all__ = [
     "IDLE_POLL",
+    "LEASE_CAP",
     "PROGRESS_EVERY",
     "PROGRESS_SECONDS",
     "RECORD_PATIENCE",
@@ -34,6 +35,10 @@ STAT_NAMES = ("delivered", "retried", "dropped_rejected", "dropped_expired", "dr
 PROGRESS_EVERY = 100  # delivered items are recorded (one commit) at least this often...
 PROGRESS_SECONDS = 1.0  # ...and at least this often (seconds) while sends are slow
 RECORD_PATIENCE = 2.0  # how long a pass keeps trying to write a batch's result
+# A lease ending later than this from now was stamped by a clock that ran fast: cut to
+# this. Not to this process's own lease, which another process's, with a longer client
+# timeout, may rightly exceed (a live sender renews every third of its lease).
+LEASE_CAP = 3600.0
 IDLE_POLL = 5.0  # how often a file-backed sender looks for other processes' items
 
 
@@ -168,7 +173,7 @@ class Delivery:
         for store in self.stores():
             try:
                 now = self.clock()
-                store.cap_backoff(now + self.backoff_max, now + self.lease)
+                store.cap_backoff(now + self.backoff_max, now + max(self.lease, LEASE_CAP))
                 self._expire(store)
                 # A destination whose result waits in memory stays ours, whatever its lease
                 # in the file says: claiming it again would send its items twice.

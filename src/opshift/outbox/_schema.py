@@ -100,7 +100,13 @@ def open_file(path: str, wait: float) -> sqlite3.Connection:
         # process's close would then delete the WAL this one still writes to.
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
     except FileExistsError:
-        pass  # SQLite says below whether it can use it
+        if not os.path.exists(path):  # a dangling symlink: create what it points to
+            _create(os.path.realpath(path))
+        elif not os.access(path, os.R_OK | os.W_OK):  # by path: no descriptor, no lock lost
+            raise ConfigurationError(
+                f"Cannot create or write the outbox file {path!r}: permission denied. Pass a "
+                "path this process can write, e.g. under /var/lib/<app>/."
+            ) from None
     except OSError as exc:
         raise ConfigurationError(
             f"Cannot create or write the outbox file {path!r}: {exc.strerror or exc}. "
@@ -129,10 +135,24 @@ def open_file(path: str, wait: float) -> sqlite3.Connection:
     return conn
 
 
+def _create(path: str) -> None:
+    """Create ``path`` 0600 unless it exists (never opening an existing file)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot create or write the outbox file {path!r}: {exc.strerror or exc}. "
+            "Pass a path in a directory this process can write, e.g. under /var/lib/<app>/."
+        ) from exc
+
+
 def read_only(path: str, wait: float) -> sqlite3.Connection:
     """A connection that cannot change the file: it neither writes, nor checkpoints or
     deletes a WAL when it closes."""
-    escaped = os.path.abspath(path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    absolute = "/" + os.path.abspath(path).lstrip("/")  # "//x" would read as a URI authority
+    escaped = absolute.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
     return sqlite3.connect(f"file:{escaped}?mode=ro", uri=True, timeout=wait)
 
 

@@ -40,6 +40,7 @@ class SQLiteStore:
         self._add_lock = threading.Lock()  # the enqueue connection
         self.owner = _lease.owner_id()
         self._closed = False
+        self._inherited: list[sqlite3.Connection] = []  # a forked child's, closed on use
         self._conn: sqlite3.Connection | None = _schema.open_file(self.path, SENDER_WAIT)
         self._add_conn: sqlite3.Connection | None = None
 
@@ -53,6 +54,7 @@ class SQLiteStore:
         if self._closed:
             raise sqlite3.ProgrammingError("the outbox file was closed")
         if self._conn is None:  # after fork(): this process's own connection
+            self._close_inherited()
             self._conn = _schema.connect(self.path, SENDER_WAIT)
         return self._conn
 
@@ -75,6 +77,7 @@ class SQLiteStore:
                 raise sqlite3.ProgrammingError("the outbox file was closed")
             conn = self._add_conn
             if conn is None:
+                self._close_inherited()
                 conn = self._add_conn = _schema.connect(self.path, ENQUEUE_WAIT)
             try:
                 return _add(conn, kind, destination, body, is_up, created, limit)
@@ -101,8 +104,10 @@ class SQLiteStore:
             return int(self._execute("SELECT waiting FROM counts").fetchone()[0])
 
     def waiting_for_us(self, now: float) -> dict[str, int]:
-        """Items per destination, but for destinations another sender holds at ``now``."""
+        """Items per destination, but for destinations another live sender holds at ``now``
+        (a dead owner's lease is ended first: its items are ours to send)."""
         with self._lock:
+            self._free_dead_owners(now)
             rows = self._execute(
                 "SELECT destination, count(*) FROM items WHERE destination NOT IN"
                 " (SELECT destination FROM destinations WHERE lease_until > ? AND owner != ?)"
@@ -309,20 +314,26 @@ class SQLiteStore:
     def after_fork(self) -> None:
         """In a forked child: new locks and owner id; connections of its own, opened on use.
 
-        The copies of the parent's connections are closed first. Kept open, they made the
-        child's own connections believe they held the file's locks (SQLite tracks them per
-        process, by file), so the child never took them: once the parent let go of the
-        file, another process's close deleted the WAL the child wrote to. Closing them
-        cannot release the parent's locks: POSIX locks belong to the process that took them.
+        The copies of the parent's connections are set aside here and closed at the
+        child's first use of the file (``_close_inherited``), not in the fork hook: closing
+        calls into SQLite, whose global mutex another thread may have held at fork().
+        Kept open, they made the child's own connections believe they held the file's
+        locks (SQLite tracks them per process, by file), so the child never took them: once
+        the parent let go, another process's close deleted the WAL the child wrote to.
+        Closing them cannot release the parent's locks: POSIX locks belong to the process
+        that took them.
         """
-        for conn in (self._conn, self._add_conn):
-            if conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
+        self._inherited.extend(c for c in (self._conn, self._add_conn) if c is not None)
         self._lock = threading.Lock()
         self._add_lock = threading.Lock()
         self.owner = _lease.owner_id()
         self._conn = self._add_conn = None
+
+    def _close_inherited(self) -> None:
+        """Close the parent's connections this child inherited, before opening its own."""
+        while self._inherited:
+            with contextlib.suppress(sqlite3.Error):
+                self._inherited.pop().close()
 
 
 _COLUMNS = "id, kind, destination, body, is_up, created"
