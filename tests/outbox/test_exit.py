@@ -163,3 +163,24 @@ def test_only_a_handler_outside_the_sdk_counts_as_showing_a_record(
         assert not _report.shown_elsewhere(logging.WARNING)  # the logger drops it first
     finally:
         handler.close()
+
+
+def test_the_report_honours_the_applications_own_silencing(
+    sdk_logger: logging.Logger, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """logging.disable or the opshift logger's own level silence it; a filtered warning too."""
+    monkeypatch.setattr(logging, "lastResort", None)  # nobody shows it: stderr would
+    logging.disable(logging.ERROR)
+    try:
+        _report.say("gone", logging.ERROR)
+    finally:
+        logging.disable(logging.NOTSET)
+    sdk_logger.setLevel(logging.CRITICAL)
+    _report.say("gone", logging.ERROR)
+    sdk_logger.setLevel(logging.ERROR)
+    _report.say("kept", logging.WARNING)
+    assert capsys.readouterr().err == ""
+    _report.say("lost", logging.ERROR)
+    assert capsys.readouterr().err == "opshift: lost\n"
+    monkeypatch.setattr("sys.stderr", None)
+    _report.say("lost", logging.ERROR)  # no stream at all: nothing, and no error

@@ -15,7 +15,7 @@ import pytest
 
 from opshift import ConfigurationError, OpShift
 from opshift.cli import main
-from opshift.outbox import Outbox, _delivery
+from opshift.outbox import Outbox, _delivery, _lease
 from opshift.outbox._sqlite import SQLiteStore
 from opshift.testing import FakeTransport
 
@@ -451,3 +451,37 @@ def test_a_dead_owners_lease_does_not_hide_its_items_at_exit(tmp_path: Path) -> 
         )
     assert store.waiting_for_us(START) == {"/api/ping/nightly": 1}
     outbox.close(0)
+
+
+def test_an_existing_file_this_process_cannot_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outbox file this process may not write is a ConfigurationError, not a memory spill."""
+    path = tmp_path / "o.sqlite3"
+    quiet_outbox(OpShift(SECRET, transport=FakeTransport(SECRET)), path).close(0)
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)  # as a user without rights
+    with pytest.raises(ConfigurationError, match="Cannot create or write the outbox file"):
+        Outbox(OpShift(SECRET), path)
+
+
+def test_a_symlink_into_a_missing_folder_is_a_configuration_error(tmp_path: Path) -> None:
+    """A symlink whose target's folder does not exist says it cannot create the file."""
+    link = tmp_path / "outbox.db"
+    link.symlink_to(tmp_path / "missing" / "data.db")
+    with pytest.raises(ConfigurationError, match="Cannot create or write the outbox file"):
+        Outbox(OpShift(SECRET), link)
+
+
+def test_lease_owners_that_cannot_be_checked_are_taken_as_alive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No /proc (boot id, pid namespace) or no right to signal: owners are never called dead."""
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", denied)
+    assert _lease.process_alive(1) is True
+    monkeypatch.setattr("builtins.open", denied)
+    monkeypatch.setattr(os, "stat", denied)
+    assert _lease.owner_parts(_lease.owner_id()) is None  # no boot id: nothing to compare
