@@ -184,15 +184,25 @@ def test_a_stored_backoff_from_a_fast_clock_does_not_stall_the_next_process(
     assert due is not None and due <= 1.0
 
 
-def test_a_lease_stamped_by_a_fast_clock_ends_within_the_lease_cap(tmp_path: Path) -> None:
-    """A claim stamped by a clock 3 h fast holds its destination at most LEASE_CAP from now."""
-    path = tmp_path / "o.sqlite3"
+def _claimed_by_another_sender(
+    path: Path, at: float, lease: float
+) -> tuple[Outbox, FakeTransport, Clock, SQLiteStore]:
+    """An outbox (clock at START) with one alert whose destination another sender, which
+    never finishes, claimed at ``at`` for ``lease`` seconds."""
     fake = FakeTransport(SECRET)
     clock = Clock(START)
     outbox = quiet_outbox(OpShift(SECRET, transport=fake), path, clock=clock)
     outbox.alert("h", title="t")
-    other = SQLiteStore(str(path))  # another sender (it never finishes), 3 h ahead
-    assert other.claim(START + 3 * 3600, delivery(outbox).lease) is not None
+    other = SQLiteStore(str(path))
+    assert other.claim(at, lease) is not None
+    return outbox, fake, clock, other
+
+
+def test_a_lease_stamped_by_a_fast_clock_ends_within_the_lease_cap(tmp_path: Path) -> None:
+    """A claim stamped by a clock 3 h fast holds its destination at most LEASE_CAP from now."""
+    outbox, fake, clock, other = _claimed_by_another_sender(
+        tmp_path / "o.sqlite3", START + 3 * 3600, 90.0
+    )
     sender_pass(outbox)
     assert fake.requests == []  # its lease is still on
     clock.advance(_delivery.LEASE_CAP + 1)
@@ -203,13 +213,7 @@ def test_a_lease_stamped_by_a_fast_clock_ends_within_the_lease_cap(tmp_path: Pat
 
 def test_a_longer_lease_of_a_live_sender_is_not_cut_to_this_ones(tmp_path: Path) -> None:
     """A live sender's 300 s lease (timeout 100) is not cut to this process's 90 s one."""
-    path = tmp_path / "o.sqlite3"
-    fake = FakeTransport(SECRET)
-    clock = Clock(START)
-    outbox = quiet_outbox(OpShift(SECRET, transport=fake), path, clock=clock)
-    outbox.alert("h", title="t")
-    other = SQLiteStore(str(path))
-    assert other.claim(START, 300.0) is not None
+    outbox, fake, clock, other = _claimed_by_another_sender(tmp_path / "o.sqlite3", START, 300.0)
     for _ in range(2):  # 182 s in all: still inside the other's 300 s
         clock.advance(delivery(outbox).lease + 1)
         sender_pass(outbox)

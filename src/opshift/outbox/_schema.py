@@ -92,26 +92,19 @@ def open_file(path: str, wait: float) -> sqlite3.Connection:
         ConfigurationError: the path cannot be created or written, is not an opshift
             outbox, was written by a newer opshift, or is damaged.
     """
-    try:
-        # A new file is created here, not by sqlite, so its mode is 0600 from the first
-        # byte; sqlite gives the -wal and -shm files the same mode. An existing file is
-        # never opened outside SQLite: closing any descriptor of it drops every POSIX lock
-        # this process holds on it (an earlier Outbox's on the same path too), and another
-        # process's close would then delete the WAL this one still writes to.
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
-    except FileExistsError:
+    # A new file is created here, not by sqlite, so its mode is 0600 from the first byte;
+    # sqlite gives the -wal and -shm files the same mode. An existing file is never opened
+    # outside SQLite: closing any descriptor of it drops every POSIX lock this process
+    # holds on it (an earlier Outbox's on the same path too), and another process's close
+    # would then delete the WAL this one still writes to.
+    if not _create(path):
         if not os.path.exists(path):  # a dangling symlink: create what it points to
             _create(os.path.realpath(path))
         elif not os.access(path, os.R_OK | os.W_OK):  # by path: no descriptor, no lock lost
             raise ConfigurationError(
                 f"Cannot create or write the outbox file {path!r}: permission denied. Pass a "
                 "path this process can write, e.g. under /var/lib/<app>/."
-            ) from None
-    except OSError as exc:
-        raise ConfigurationError(
-            f"Cannot create or write the outbox file {path!r}: {exc.strerror or exc}. "
-            "Pass a path in a directory this process can write, e.g. under /var/lib/<app>/."
-        ) from exc
+            )
     try:  # what the file is, read only: a refused file keeps every byte (and its WAL)
         probe = read_only(path, wait)
         try:
@@ -135,17 +128,18 @@ def open_file(path: str, wait: float) -> sqlite3.Connection:
     return conn
 
 
-def _create(path: str) -> None:
-    """Create ``path`` 0600 unless it exists (never opening an existing file)."""
+def _create(path: str) -> bool:
+    """Create ``path`` 0600; False if something is already there (never opened)."""
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
     except FileExistsError:
-        pass
+        return False
     except OSError as exc:
         raise ConfigurationError(
             f"Cannot create or write the outbox file {path!r}: {exc.strerror or exc}. "
             "Pass a path in a directory this process can write, e.g. under /var/lib/<app>/."
         ) from exc
+    return True
 
 
 def read_only(path: str, wait: float) -> sqlite3.Connection:
