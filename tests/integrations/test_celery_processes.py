@@ -43,14 +43,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # kombu's filesystem transport creates a message file, then writes it: a reader that moves
 # it in between reads an empty file and the worker dies ("Unrecoverable error:
 # JSONDecodeError"; every run on Python 3.12 here). Written aside and renamed, a message
-# appears whole. Test harness only: the SDK has nothing to do with the broker.
+# appears whole. The partial file's name must not contain ".<queue>.msg": the reader takes
+# every name that does (a CI run on 3.9 died so). Test harness only: the SDK has nothing
+# to do with the broker.
 from kombu.transport import filesystem as _filesystem
 
 
 def _put_whole(self, queue, payload, **kwargs):
     name = "{}_{}.{}.msg".format(int(_filesystem.monotonic() * 1000), _filesystem.uuid.uuid4(), queue)
     final = os.path.join(self.data_folder_out, name)
-    partial = os.path.join(self.data_folder_out, "." + name + ".part")
+    partial = os.path.join(self.data_folder_out, ".partial-" + _filesystem.uuid.uuid4().hex)
     with open(partial, "wb") as f:
         f.write(_filesystem.str_to_bytes(_filesystem.dumps(payload)))
     os.replace(partial, final)
