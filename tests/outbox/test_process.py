@@ -1,5 +1,6 @@
-"""The sender thread and the process: it starts, wakes, ends when idle and survives a bug;
-flush, close and the exit flush keep their deadlines; fork() leaves each process its own."""
+"""The sender thread and the process: it starts with the outbox, wakes, waits when idle,
+ends with the outbox and survives a bug; flush, close and the exit flush keep their
+deadlines; fork() leaves each process its own."""
 
 from __future__ import annotations
 
@@ -43,32 +44,48 @@ def test_the_sender_delivers_without_a_flush(live: OpShiftServer) -> None:
     assert bodies(live, "/api/alerts/trigger/h") == [{"title": "unprompted"}]
 
 
-def test_an_idle_sender_ends_so_a_dropped_outbox_can_be_collected(
+def test_the_sender_starts_with_the_outbox_and_waits_while_it_is_idle(
     live: OpShiftServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With nothing left to send the thread ends after a while; queuing again restarts it."""
+    """The thread runs before the first item and stays when idle: no item waits for a start."""
+    monkeypatch.setattr(_sender, "IDLE_EXIT", 0.0)
+    outbox = Outbox(OpShift(SECRET, base_url=live.url))
+    first = sender(outbox).thread
+    assert first is not None and first.is_alive()
+    outbox.alert("h", title="first")
+    assert outbox.flush(10)
+    first.join(0.2)  # idle at once (IDLE_EXIT 0): it used to end here
+    assert first.is_alive()
+    outbox.alert("h", title="second")
+    assert sender(outbox).thread is first
+    assert outbox.flush(10)
+    assert [b["title"] for b in bodies(live, "/api/alerts/trigger/h")] == ["first", "second"]
+    outbox.close()
+    first.join(10)
+    assert not first.is_alive()
+
+
+def test_a_dropped_outbox_is_collected_and_its_idle_sender_ends(
+    live: OpShiftServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dropping an outbox whose work is done ends its waiting thread; nothing keeps it."""
     import gc
     import weakref
 
     monkeypatch.setattr(_sender, "IDLE_EXIT", 0.0)
+    monkeypatch.setattr(_sender, "PARKED_CHECK", 0.01)
     outbox = Outbox(OpShift(SECRET, base_url=live.url))
-    outbox.alert("h", title="first")
-    first = sender(outbox).thread
-    assert first is not None
+    outbox.alert("h", title="last")
     assert outbox.flush(10)
-    first.join(10)
-    assert not first.is_alive()
-    outbox.alert("h", title="second")  # a new sender starts for it
-    second = sender(outbox).thread
-    assert second is not None and second is not first
-    assert outbox.flush(10)
-    assert [b["title"] for b in bodies(live, "/api/alerts/trigger/h")] == ["first", "second"]
-    second.join(10)
-    assert sender(outbox).thread is None
+    thread = sender(outbox).thread
+    assert thread is not None
     ref = weakref.ref(outbox)
     del outbox
     gc.collect()
     assert ref() is None
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [b["title"] for b in bodies(live, "/api/alerts/trigger/h")] == ["last"]
 
 
 def test_the_sender_survives_a_failing_pass_and_says_so_once(

@@ -10,6 +10,7 @@ import contextlib
 import os
 import sqlite3
 import time
+import weakref
 from typing import Callable, TypedDict
 
 from .. import _log, _validation
@@ -122,8 +123,13 @@ class Outbox:
         _process.register(self._sender)  # for the fork hook and the exit flush
         if self._sender.background and store is not None:
             _warm(client)
-        if self._sender.background and isinstance(store, SQLiteStore) and _waiting(store):
-            self._sender.start()  # items left by an earlier process: deliver them now
+            # Now, not on the first item: that item may come in a logging storm, and wait
+            # for the new thread holding the handler's lock (benchmarks/outbox_storm.py).
+            # It also delivers what an earlier process left in the file.
+            if isinstance(store, SQLiteStore):
+                _waiting(store)  # read through now: a broken file is a ConfigurationError
+            self._sender.start()
+            weakref.finalize(self, self._sender.release)
 
     # The settings the sender uses, read from it (one source of truth; set at construction).
 

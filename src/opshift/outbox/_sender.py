@@ -1,9 +1,12 @@
 """The sender: one daemon thread per outbox that runs delivery passes, and its lifecycle.
 
-It is started by the first item (or by a file that already holds items), woken by each
-new item, ends after ``IDLE_EXIT`` seconds with nothing to do, and is restarted by the
-next item. Without it (``background=False``, or no thread can start at interpreter
-shutdown) a flush runs the passes in the calling thread.
+It is started with the outbox and woken by each new item. With nothing to do for
+``IDLE_EXIT`` seconds it stops looking at the stores and waits for the next item; it ends
+when the outbox is closed, or once the outbox is dropped and nothing waits. It is not
+left to the first item to start: that item may come in an outage's logging storm, and
+its caller would hold the logging handler's lock, with every logging thread behind it,
+while a new thread got going. Without it (``background=False``, or no thread can start
+at interpreter shutdown) a flush runs the passes in the calling thread.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from typing import Callable
 
 from . import _delivery, _report
 
-__all__ = ["IDLE_EXIT", "Sender"]
+__all__ = ["IDLE_EXIT", "PARKED_CHECK", "Sender"]
 
-IDLE_EXIT = 30.0  # a sender with nothing to do for this long ends; the next item restarts it
+IDLE_EXIT = 30.0  # a sender with nothing to do for this long waits for the next item
+# A waiting sender checks this often whether its outbox was dropped (then it ends).
+PARKED_CHECK = 30.0
 # Woken by a new item while nothing was due (every destination backing off, as in an
 # outage), the sender lets items gather this long before it looks again: a storm of
 # enqueues then costs a pass per GATHER seconds, not a pass per item.
@@ -35,6 +40,8 @@ class Sender:
         lock: Held while queuing, closing, and starting or ending the thread, so an item is
             never queued to an outbox that has closed or whose sender is just ending.
         closed: Set under ``lock`` by close(); nothing is queued after it.
+        held: True while the outbox lives; once it is dropped (``release``) an idle sender
+            ends instead of waiting for items.
         thread: The running sender thread, or None.
     """
 
@@ -45,6 +52,7 @@ class Sender:
         self.background = background
         self.exit_timeout = exit_timeout
         self.closed = False
+        self.held = True
         self.lost_reported = 0  # items in memory already reported lost (so said once)
         self._init_threading()
 
@@ -60,6 +68,11 @@ class Sender:
         """Make the sender look at the stores now (an item was queued)."""
         if not self._wakeup.is_set():  # while the sender is busy, this takes no lock
             self._wakeup.set()
+
+    def release(self) -> None:
+        """The outbox was dropped: end once idle. Only sets a flag, since a finalizer runs
+        in whatever thread collects the outbox, maybe this sender's own, inside a lock."""
+        self.held = False
 
     def start(self) -> bool:
         """Start the sender thread if it is not running; False if it cannot run now."""
@@ -148,11 +161,16 @@ class Sender:
                 self._passed.notify_all()  # flush() waiters re-check pending
             if delay is not None:
                 idle_since = time.monotonic()
-            elif time.monotonic() - idle_since >= IDLE_EXIT:
+            elif not self.held or time.monotonic() - idle_since >= IDLE_EXIT:
                 with self.lock:  # queuing starts a new sender under this same lock
-                    if not self._wakeup.is_set() and delivery.count_pending() == 0:
-                        self.thread = None  # so the outbox can be collected if dropped
+                    idle = not self._wakeup.is_set() and delivery.count_pending() == 0
+                    if idle and not self.held:
+                        self.thread = None  # the outbox was dropped: so its sender can go too
                         return
+                if idle:
+                    self._park()
+                    idle_since = time.monotonic()
+                    continue
             if delivery.path is not None:
                 poll = _delivery.IDLE_POLL
                 delay = poll if delay is None else min(delay, poll)
@@ -161,6 +179,12 @@ class Sender:
                 if woken and delay and not self._urgent:  # an item while nothing was due
                     self._hurry.wait(GATHER)
                 self._hurry.clear()
+
+    def _park(self) -> None:
+        """Wait for the next item (or close) without looking at the stores, while the
+        outbox lives."""
+        while not self._wakeup.wait(PARKED_CHECK) and self.held:
+            pass
 
     def takes_exit_flush(self) -> bool:
         """Whether the exit flush is this sender's to do: open, and not disabled."""
