@@ -14,7 +14,6 @@ one alert per ``min_interval`` and counts the repeats in between.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import socket
 import threading
@@ -23,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Callable, Union, cast
 
+from . import _alert_text as _text
 from . import _validation
 from ._call import ALERT
 from ._ids import id_from
@@ -45,15 +45,9 @@ DEFAULT_SEVERITIES: dict[int, Severity] = {
     logging.DEBUG: "sev4",
 }
 
-TITLE_LIMIT = _validation.TEXT_LIMITS["title"]
-DESCRIPTION_LIMIT = _validation.TEXT_LIMITS["description"]
-# A long message keeps at least this much of its start when a traceback needs the room.
-_MESSAGE_HEAD = 500
 _METADATA_TEXT_LIMIT = 500  # each string in metadata: paths and names, never near 100 KB
 _MAX_GROUPS = 1024  # rate-limit entries kept; past this, idle ones are forgotten
 _MAX_SITES = 256  # call sites whose shared metadata is kept, then all forgotten
-_TITLE_SCAN = 10_000  # look this far into a message for a non-blank first line
-_ELLIPSIS = "\u2026"
 _REDACTED = "[redacted]"
 _DEFAULT_FORMATTER = logging.Formatter()
 
@@ -167,23 +161,32 @@ class AlertHandler(logging.Handler):
         self._owns_outbox = owns_outbox
         self.outbox = outbox
         self._clock = clock
-        self._host = _clean(socket.gethostname(), _METADATA_TEXT_LIMIT)
+        self._host = _text.clean(socket.gethostname(), _METADATA_TEXT_LIMIT)
         # (group_key, severity) -> [monotonic time of the last alert sent, repeats since],
         # in the order alerts were sent, oldest first, so pruning looks only at the front.
         self._groups: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
         self._local = threading.local()
-        # Call site -> the metadata its records share (emit runs under the handler's lock).
+        # Call site -> the metadata its records share. Read and filled without the lock:
+        # each entry is whole when stored and never changed (a race makes one twice).
         self._sites: dict[tuple[object, ...], Metadata] = {}
 
     def handle(self, record: logging.LogRecord) -> bool:
-        """Emit ``record`` unless it comes from the SDK or from inside this handler's emit.
+        """Emit ``record`` unless it comes from the SDK, from inside this handler's emit, or
+        a filter drops it.
 
-        The check runs before the handler's lock is taken, so the SDK's own threads never
-        wait on it.
+        Unlike logging's own handlers, the handler's lock is not held around ``emit``:
+        ``emit`` holds it only for the rate limit's bookkeeping. Building and queuing an
+        alert needs no lock, and a thread preempted while it builds one then holds up no
+        other logging thread (benchmarks/outbox_storm.py: 8 threads in an outage).
         """
         if _from_sdk(record.name) or getattr(self._local, "emitting", False):
             return False
-        return bool(super().handle(record))
+        passed: bool | logging.LogRecord = self.filter(record)
+        if isinstance(passed, logging.LogRecord):  # Python 3.12+: a filter may replace it
+            record = passed
+        if passed:
+            self.emit(record)
+        return bool(passed)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record as an alert (or count it against its group's rate limit).
@@ -204,42 +207,83 @@ class AlertHandler(logging.Handler):
             self._local.emitting = False
 
     def _emit(self, record: logging.LogRecord) -> None:
-        exc_type = _exception_type(record)
-        group_key = _group_key(record.name, str(record.msg), exc_type)
+        exc_type = _text.exception_type(record)
+        group_key = _text.group_key(record.name, str(record.msg), exc_type)
         severity = self._severity(record.levelno)
         key = (group_key, severity)
-        now = self._clock()
-        entry = self._groups.get(key)
-        if entry is not None and now - entry[0] < self.min_interval:
-            entry[1] += 1
-            return
-        if refuses_alert(self.outbox, self.webhook_url):  # full: skip building it
-            self._sent(key, now)
-            return
-        suppressed = int(entry[1]) if entry is not None else 0
+        admitted = self._admit(key)
+        if admitted is None:
+            return  # within the group's interval: counted, carried by its next alert
+        mark, previous = admitted
+        try:
+            if refuses_alert(self.outbox, self.webhook_url):  # full: skip building it
+                return
+            suppressed = int(previous[1]) if previous is not None else 0
+            self._queue(record, exc_type, group_key, severity, suppressed)
+        except BaseException:
+            self._readmit(key, mark, previous)  # a failed record uses up no interval
+            raise
+
+    def _queue(
+        self,
+        record: logging.LogRecord,
+        exc_type: str,
+        group_key: str,
+        severity: Severity,
+        suppressed: int,
+    ) -> None:
+        """Build the record's alert and queue it on the outbox (no lock needed)."""
         message, trace = record.getMessage(), self._trace(record)
         wire = caller(self.client)  # before any cut, so no fragment of the secret survives
         message = wire.redact(message, _REDACTED)
         trace = wire.redact(trace, _REDACTED)
-        title = _title(message, record)
-        description = _description(message, trace)
-        metadata = self._metadata(record, exc_type, suppressed)
         self.outbox.alert(
             self.webhook_url,
-            title=title,
-            description=description or None,
+            title=_text.title(message, record),
+            description=_text.description(message, trace) or None,
             severity=severity,
-            metadata=metadata,
+            metadata=self._metadata(record, exc_type, suppressed),
             group_key=group_key,
         )
-        self._sent(key, now)
 
-    def _sent(self, key: tuple[str, Severity], now: float) -> None:
-        """Start the group's rate-limit interval: its alert was queued (or refused as full)."""
-        self._groups[key] = [now, 0]
-        self._groups.move_to_end(key)
-        if len(self._groups) > _MAX_GROUPS:
-            self._prune(now)
+    def _admit(self, key: tuple[str, Severity]) -> tuple[list[float], list[float] | None] | None:
+        """Start the group's interval now, before its alert is built (outside the lock), so
+        the group's records from other threads meanwhile are counted; None if the group is
+        within its interval (this record is counted). Else (the new entry, the one before).
+
+        Holds logging's lock for the handler (renewed in a forked child) only for this.
+        """
+        self.acquire()
+        try:
+            now = self._clock()
+            previous = self._groups.get(key)
+            if previous is not None and now - previous[0] < self.min_interval:
+                previous[1] += 1
+                return None
+            mark = self._groups[key] = [now, 0]
+            self._groups.move_to_end(key)
+            if len(self._groups) > _MAX_GROUPS:
+                self._prune(now)
+            return mark, previous
+        finally:
+            self.release()
+
+    def _readmit(
+        self, key: tuple[str, Severity], mark: list[float], previous: list[float] | None
+    ) -> None:
+        """Undo ``_admit`` for a record whose alert could not be queued: the group's next
+        record goes at once, carrying the repeats counted meanwhile."""
+        self.acquire()
+        try:
+            if self._groups.get(key) is not mark:
+                return  # pruned, or admitted again since
+            if previous is None:
+                del self._groups[key]
+            else:
+                previous[1] += mark[1]
+                self._groups[key] = previous
+        finally:
+            self.release()
 
     def _prune(self, now: float) -> None:
         """Forget groups whose limit has run out, then the oldest, down to the cap.
@@ -284,7 +328,7 @@ class AlertHandler(logging.Handler):
             cached = self._sites[site] = self._site_metadata(record)
         metadata = dict(cached)
         if exc_type:
-            metadata["exception"] = _clean(exc_type, _METADATA_TEXT_LIMIT)
+            metadata["exception"] = _text.clean(exc_type, _METADATA_TEXT_LIMIT)
         if suppressed:
             metadata["suppressed"] = suppressed
         return metadata
@@ -292,16 +336,16 @@ class AlertHandler(logging.Handler):
     def _site_metadata(self, record: logging.LogRecord) -> Metadata:
         """The metadata a call site's records share: logger, level, location, process..."""
         metadata: Metadata = {
-            "logger": _clean(record.name, _METADATA_TEXT_LIMIT),
-            "level": _clean(record.levelname, _METADATA_TEXT_LIMIT),
-            "location": _clean(f"{record.pathname}:{record.lineno}", _METADATA_TEXT_LIMIT),
+            "logger": _text.clean(record.name, _METADATA_TEXT_LIMIT),
+            "level": _text.clean(record.levelname, _METADATA_TEXT_LIMIT),
+            "location": _text.clean(f"{record.pathname}:{record.lineno}", _METADATA_TEXT_LIMIT),
         }
         if record.funcName:
-            metadata["function"] = _clean(record.funcName, _METADATA_TEXT_LIMIT)
+            metadata["function"] = _text.clean(record.funcName, _METADATA_TEXT_LIMIT)
         if isinstance(record.process, int):
             metadata["process"] = record.process
         if record.threadName:
-            metadata["thread"] = _clean(str(record.threadName), _METADATA_TEXT_LIMIT)
+            metadata["thread"] = _text.clean(str(record.threadName), _METADATA_TEXT_LIMIT)
         metadata["host"] = self._host
         return metadata
 
@@ -384,63 +428,3 @@ def _check_instance(name: str, value: object, kind: type) -> None:
         raise ConfigurationError(
             f"{name} must be an {kind.__name__}, not {type(value).__name__}{hint}."
         )
-
-
-def _exception_type(record: logging.LogRecord) -> str:
-    """The qualified name of the record's exception type, or "" when it has none."""
-    if not record.exc_info or record.exc_info[0] is None:
-        return ""
-    kind = record.exc_info[0]
-    module = getattr(kind, "__module__", None)
-    name = getattr(kind, "__qualname__", None) or kind.__name__
-    return name if module in (None, "builtins") else f"{module}.{name}"
-
-
-def _group_key(logger_name: str, template: str, exc_type: str) -> str:
-    """A stable key (the same in every process) from logger, template and exception type.
-
-    The logger name keeps it readable; a hash of all three keeps it short and distinct.
-    """
-    source = "\0".join((logger_name, template, exc_type)).encode("utf-8", "surrogatepass")
-    digest = hashlib.sha256(source).hexdigest()[:16]
-    return f"log:{_clean(logger_name, 100)}:{digest}"
-
-
-def _title(message: str, record: logging.LogRecord) -> str:
-    """The message's first non-blank line; the logger and level for a blank message."""
-    for line in message[:_TITLE_SCAN].splitlines():
-        if line.strip():
-            return _clean(line.strip(), TITLE_LIMIT)
-    return _clean(f"{record.levelname} in {record.name}", TITLE_LIMIT)
-
-
-def _description(message: str, trace: str) -> str:
-    """The message and the traceback in 2,000 characters: the message's start and the
-    traceback's end (where the exception and its cause are) survive a cut."""
-    # Only the message's first and the trace's last 2,000 characters can be kept.
-    message = _clean(message[: DESCRIPTION_LIMIT + 1])
-    trace = _clean(trace[-(DESCRIPTION_LIMIT + 1) :])
-    if not trace:
-        return _cut(message, DESCRIPTION_LIMIT) if message.strip() else ""
-    budget = DESCRIPTION_LIMIT - 1  # the newline between them
-    if len(message) + len(trace) <= budget:
-        return f"{message}\n{trace}"
-    head = _cut(message, max(min(len(message), _MESSAGE_HEAD), budget - len(trace)))
-    room = budget - len(head)
-    tail = trace if len(trace) <= room else _ELLIPSIS + trace[len(trace) - room + 1 :]
-    return f"{head}\n{tail}"
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + _ELLIPSIS
-
-
-def _clean(text: str, limit: int | None = None) -> str:
-    """Text that encodes as UTF-8 (lone surrogates, e.g. from undecodable file names,
-    become escapes rather than failing validation), cut to ``limit``."""
-    if not text.isascii():  # ASCII (most text) always encodes: no need to try
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if limit is None else _cut(text, limit)

@@ -106,8 +106,8 @@ def test_group_key_is_stable_across_processes(make: MakeRig) -> None:
     (body,) = rig.sent()
     code = (
         "import logging\n"
-        "from opshift.handler import _group_key\n"
-        f"print(_group_key({rig.log.name!r}, 'Payment %s failed', ''))\n"
+        "from opshift._alert_text import group_key\n"
+        f"print(group_key({rig.log.name!r}, 'Payment %s failed', ''))\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -413,6 +413,54 @@ def test_other_threads_are_not_blocked_out_while_one_emits(make: MakeRig) -> Non
     rig = make(min_interval=0)
     fan_out(rig.log.error, [("from thread %d", n) for n in range(8)])
     assert sorted(body["title"] for body in rig.sent()) == [f"from thread {n}" for n in range(8)]
+
+
+def test_queuing_an_alert_holds_no_lock_other_threads_wait_on(
+    make: MakeRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one thread queues an alert, another thread's record goes through the handler."""
+    rig = make(min_interval=60)
+    queue = rig.handler.outbox.alert
+    other: list[threading.Thread] = []
+
+    def alert(*args: Any, **kwargs: Any) -> int:
+        if not other:  # the first record: log another from a thread, and wait for it
+            other.append(threading.Thread(target=rig.log.error, args=("Cache down",)))
+            other[0].start()
+            other[0].join(10)
+            assert not other[0].is_alive(), "the other thread waited on the handler's lock"
+        return queue(*args, **kwargs)
+
+    monkeypatch.setattr(rig.handler.outbox, "alert", alert)
+    rig.log.error("Queue stuck")
+    assert sorted(body["title"] for body in rig.sent()) == ["Cache down", "Queue stuck"]
+
+
+def test_a_repeat_logged_while_its_groups_alert_is_built_is_counted_once(
+    make: MakeRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repeat logged while its group's alert is built is counted, not sent twice."""
+    rig = make(min_interval=60)
+    queue = rig.handler.outbox.alert
+    repeated: list[bool] = []
+
+    def alert(*args: Any, **kwargs: Any) -> int:
+        if not repeated:
+            repeated.append(True)
+            repeat = threading.Thread(target=rig.log.error, args=("Queue %s stuck", "b"))
+            repeat.start()
+            repeat.join(10)
+            assert not repeat.is_alive(), "the repeat waited on the handler's lock"
+        return queue(*args, **kwargs)
+
+    monkeypatch.setattr(rig.handler.outbox, "alert", alert)
+    rig.log.error("Queue %s stuck", "a")
+    rig.clock.advance(60)
+    rig.log.error("Queue %s stuck", "c")
+    assert [(b["title"], b["metadata"].get("suppressed")) for b in rig.sent()] == [
+        ("Queue a stuck", None),
+        ("Queue c stuck", 1),
+    ]
 
 
 # -- never blocking, delivery after an outage --------------------------------------------

@@ -204,6 +204,43 @@ def test_a_broken_record_goes_to_handle_error_and_emit_does_not_raise(
     assert [body["title"] for body in rig.sent()] == ["3 items"]
 
 
+def test_a_broken_record_after_an_interval_leaves_the_next_one_free_to_go(
+    make: MakeRig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record that fails starts no interval: the next goes at once, with the repeats."""
+    rig = make(min_interval=60)
+    rig.log.error("%d items", 1)
+    rig.log.error("%d items", 2)  # counted
+    rig.clock.advance(60)
+    rig.log.error("%d items", "not a number")
+    assert "--- Logging error ---" in capsys.readouterr().err
+    rig.log.error("%d items", 4)
+    assert [(b["title"], b["metadata"].get("suppressed")) for b in rig.sent()] == [
+        ("1 items", None),
+        ("4 items", 1),
+    ]
+
+
+def test_the_handlers_filters_drop_and_on_312_replace_records(make: MakeRig) -> None:
+    """A filter returning False drops a record; one returning a record (3.12+) replaces it."""
+    import sys
+
+    rig = make(min_interval=0)
+    rig.handler.addFilter(lambda record: "secret-order" not in record.getMessage())
+    if sys.version_info >= (3, 12):
+
+        def rename(record: logging.LogRecord) -> logging.LogRecord:
+            copy = logging.makeLogRecord(record.__dict__)
+            copy.msg, copy.args = f"[billing] {record.getMessage()}", None
+            return copy
+
+        rig.handler.addFilter(rename)
+    rig.log.error("Charge failed for secret-order 9")
+    rig.log.error("Charge failed for order %d", 7)
+    shown = "[billing] " if sys.version_info >= (3, 12) else ""
+    assert [body["title"] for body in rig.sent()] == [f"{shown}Charge failed for order 7"]
+
+
 def test_handle_error_is_the_handlers_own(make: MakeRig, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fault in the outbox (here: closed under it) reaches handleError, not the caller."""
     rig = make()
