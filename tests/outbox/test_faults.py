@@ -408,6 +408,7 @@ def test_a_second_outbox_on_the_path_keeps_the_first_ones_items_visible(tmp_path
     first.close(0)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # other tests' senders may run
 def test_a_forked_child_keeps_its_items_visible_once_the_parent_lets_go(tmp_path: Path) -> None:
     """A forked child's items stay visible to all once the parent closes its outbox."""
     path = tmp_path / "spool.db"

@@ -88,6 +88,29 @@ def test_a_dropped_outbox_is_collected_and_its_idle_sender_ends(
     assert [b["title"] for b in bodies(live, "/api/alerts/trigger/h")] == ["last"]
 
 
+def test_a_close_whose_wake_up_the_sender_missed_still_ends_it(
+    live: OpShiftServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() landing as the sender clears its wake-up: the idle sender ends, not waits."""
+    monkeypatch.setattr(_sender, "IDLE_EXIT", 0.0)
+    outbox = Outbox(OpShift(SECRET, base_url=live.url))
+    work = delivery(outbox)
+    real = work.deliver_due
+
+    def deliver_due(**options: Any) -> float | None:
+        delay = real(**options)
+        work.stopping = True  # as stop() does, its wake-up already taken by the clear
+        return delay
+
+    monkeypatch.setattr(work, "deliver_due", deliver_due)
+    thread = sender(outbox).thread
+    assert thread is not None
+    outbox.alert("h", title="last")
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [b["title"] for b in bodies(live, "/api/alerts/trigger/h")] == ["last"]
+
+
 def test_the_sender_survives_a_failing_pass_and_says_so_once(
     live: OpShiftServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -235,6 +258,23 @@ def test_forked_child_gets_its_own_outbox_and_no_parent_items(live: OpShiftServe
         "/api/alerts/trigger/child-hook",
         "/api/alerts/trigger/parent-hook",
     ]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, on purpose
+def test_a_forked_childs_sender_runs_before_its_first_item(live: OpShiftServer) -> None:
+    """A child's sender starts at fork, as the parent's did with the outbox, not on an item."""
+    outbox = Outbox(OpShift(SECRET, base_url=live.url))
+
+    def child() -> bytes:
+        thread = sender(outbox).thread
+        running = thread is not None and thread.is_alive()
+        outbox.alert("child-hook", title="the child's")
+        return f"{running},{sender(outbox).thread is thread},{outbox.flush(10)}".encode()
+
+    assert in_forked_child(child) == b"True,True,True"
+    assert [r.path for r in live.requests] == ["/api/alerts/trigger/child-hook"]
+    outbox.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -129,7 +129,8 @@ class Outbox:
             if isinstance(store, SQLiteStore):
                 _waiting(store)  # read through now: a broken file is a ConfigurationError
             self._sender.start()
-            weakref.finalize(self, self._sender.release)
+            finalizer = weakref.finalize(self, self._sender.release)
+            finalizer.atexit = False  # type: ignore[misc]  # documented; typeshed's slots omit it
 
     # The settings the sender uses, read from it (one source of truth; set at construction).
 
@@ -264,22 +265,27 @@ class Outbox:
         return spill
 
     def _dropped_full(self, item: Item, *, new: bool) -> None:
+        """Count an item dropped as full; say so at most once a minute while full. The
+        count is kept under the sender's lock (many threads refuse at once), the line is
+        logged outside it (a handler may queue on this outbox)."""
         self._delivery.counts.add("dropped_full")
-        self._full_unlogged += 1
         now = time.monotonic()
-        if now - self._full_logged_at >= 60.0:  # at most one line a minute while full
-            which = "the new" if new else "the oldest waiting up"
-            _log.logger().warning(
-                "Outbox full (max_pending=%d): dropped %s %s to %s (%d dropped since the last "
-                "report). OpShift may be unreachable; see outbox.stats.",
-                self.max_pending,
-                which,
-                item.kind,
-                item.destination,
-                self._full_unlogged,
-            )
+        with self._sender.lock:
+            self._full_unlogged += 1
+            dropped = self._full_unlogged
+            if now - self._full_logged_at < 60.0:
+                return
             self._full_logged_at = now
             self._full_unlogged = 0
+        _log.logger().warning(
+            "Outbox full (max_pending=%d): dropped %s %s to %s (%d dropped since the last "
+            "report). OpShift may be unreachable; see outbox.stats.",
+            self.max_pending,
+            "the new" if new else "the oldest waiting up",
+            item.kind,
+            item.destination,
+            dropped,
+        )
 
     @property
     def pending(self) -> int:

@@ -163,7 +163,11 @@ class Sender:
                 idle_since = time.monotonic()
             elif not self.held or time.monotonic() - idle_since >= IDLE_EXIT:
                 with self.lock:  # queuing starts a new sender under this same lock
-                    idle = not self._wakeup.is_set() and delivery.count_pending() == 0
+                    idle = (
+                        not self._wakeup.is_set()
+                        and not delivery.stopping  # a close whose wake-up the clear took
+                        and delivery.count_pending() == 0
+                    )
                     if idle and not self.held:
                         self.thread = None  # the outbox was dropped: so its sender can go too
                         return
@@ -184,7 +188,8 @@ class Sender:
         """Wait for the next item (or close) without looking at the stores, while the
         outbox lives."""
         while not self._wakeup.wait(PARKED_CHECK) and self.held:
-            pass
+            if self.delivery.stopping:
+                return
 
     def takes_exit_flush(self) -> bool:
         """Whether the exit flush is this sender's to do: open, and not disabled."""
@@ -221,6 +226,12 @@ class Sender:
         return [self.lock, *self.delivery.locks()]
 
     def after_fork(self) -> None:
-        """In a forked child: a thread, locks and connections of its own; no parent items."""
+        """In a forked child: a thread, locks and connections of its own; no parent items.
+
+        The child's thread starts now (threading's own fork hook has run), as the parent's
+        started with the outbox: not left to the child's first item (see the module's doc).
+        """
         self.delivery.after_fork()
         self._init_threading()
+        if self.background and self.held and not self.closed and self.delivery.store is not None:
+            self.start()
