@@ -166,6 +166,9 @@ class AlertHandler(logging.Handler):
         # in the order alerts were sent, oldest first, so pruning looks only at the front.
         self._groups: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
         self._local = threading.local()
+        # Alerts admitted and still being built outside the lock; close() waits for them.
+        self._building = 0
+        self._built = threading.Condition(self.lock)
         # Call site -> the metadata its records share. Read and filled without the lock:
         # each entry is whole when stored and never changed (a race makes one twice).
         self._sites: dict[tuple[object, ...], Metadata] = {}
@@ -221,8 +224,13 @@ class AlertHandler(logging.Handler):
             suppressed = int(previous[1]) if previous is not None else 0
             self._queue(record, exc_type, group_key, severity, suppressed)
         except BaseException:
-            self._readmit(key, mark, previous)  # a failed record uses up no interval
+            self._readmit(mark, previous)  # a failed record uses up no interval
             raise
+        finally:
+            with self._built:
+                self._building -= 1
+                if not self._building:
+                    self._built.notify_all()
 
     def _queue(
         self,
@@ -261,6 +269,7 @@ class AlertHandler(logging.Handler):
                 previous[1] += 1
                 return None
             mark = self._groups[key] = [now, 0]
+            self._building += 1
             self._groups.move_to_end(key)
             if len(self._groups) > _MAX_GROUPS:
                 self._prune(now)
@@ -268,20 +277,14 @@ class AlertHandler(logging.Handler):
         finally:
             self.release()
 
-    def _readmit(
-        self, key: tuple[str, Severity], mark: list[float], previous: list[float] | None
-    ) -> None:
-        """Undo ``_admit`` for a record whose alert could not be queued: the group's next
-        record goes at once, carrying the repeats counted meanwhile."""
+    def _readmit(self, mark: list[float], previous: list[float] | None) -> None:
+        """Undo ``_admit`` for a record whose alert could not be queued: the group's
+        interval ends, so its next record goes at once, carrying every repeat counted."""
         self.acquire()
         try:
-            if self._groups.get(key) is not mark:
-                return  # pruned, or admitted again since
-            if previous is None:
-                del self._groups[key]
-            else:
-                previous[1] += mark[1]
-                self._groups[key] = previous
+            mark[0] = float("-inf")  # pruned already, or not: either way no interval runs
+            if previous is not None:
+                mark[1] += previous[1]
         finally:
             self.release()
 
@@ -358,7 +361,11 @@ class AlertHandler(logging.Handler):
         self.acquire()
         try:
             if self._owns_outbox:
-                self.outbox.close(self.outbox.exit_timeout)  # a second close returns at once
+                # Alerts other threads are building reach the outbox before it closes.
+                timeout, started = self.outbox.exit_timeout, time.monotonic()
+                self._built.wait_for(lambda: not self._building, timeout)
+                timeout = max(0.0, timeout - (time.monotonic() - started))
+                self.outbox.close(timeout)  # a second close returns at once
             if self._owns_client:
                 self.client.close()
         finally:

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -239,6 +240,62 @@ def test_the_handlers_filters_drop_and_on_312_replace_records(make: MakeRig) -> 
     rig.log.error("Charge failed for order %d", 7)
     shown = "[billing] " if sys.version_info >= (3, 12) else ""
     assert [body["title"] for body in rig.sent()] == [f"{shown}Charge failed for order 7"]
+
+
+class _Held:
+    """A log argument whose text waits until released: a record caught mid-build."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.building = threading.Event()
+        self.go = threading.Event()
+        self.fails = fails
+
+    def __str__(self) -> str:
+        self.building.set()
+        assert self.go.wait(10)
+        if self.fails:
+            raise ValueError("unprintable")
+        return "B"
+
+
+def test_a_repeat_counted_while_its_groups_alert_failed_rides_on_the_next(
+    make: MakeRig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repeat counted while the group's alert was built, which then failed, rides on the next."""
+    rig = make(min_interval=60)
+    held = _Held(fails=True)
+    first = threading.Thread(target=rig.log.error, args=("Job %s failed", held))
+    first.start()
+    assert held.building.wait(10)
+    rig.log.error("Job %s failed", "A")  # within the interval: counted
+    held.go.set()
+    first.join(10)
+    assert "--- Logging error ---" in capsys.readouterr().err
+    rig.log.error("Job %s failed", "C")
+    assert [(b["title"], b["metadata"].get("suppressed")) for b in rig.sent()] == [
+        ("Job C failed", 1)
+    ]
+
+
+def test_close_waits_for_an_alert_another_thread_is_building() -> None:
+    """close() lets a record being built in another thread reach the outbox first."""
+    fake = FakeTransport(SECRET)
+    handler = AlertHandler("app-errors", client=OpShift(SECRET, transport=fake))
+    log = quiet_logger("app.close-race")
+    log.addHandler(handler)
+    held = _Held()
+    logging_thread = threading.Thread(target=log.error, args=("Job %s failed", held))
+    logging_thread.start()
+    assert held.building.wait(10)
+    closing = threading.Thread(target=handler.close)
+    closing.start()
+    closing.join(0.2)
+    assert closing.is_alive()  # waiting for the record, not closing the outbox under it
+    held.go.set()
+    logging_thread.join(10)
+    closing.join(10)
+    log.removeHandler(handler)
+    assert [r.json["title"] for r in fake.requests] == ["Job B failed"]
 
 
 def test_handle_error_is_the_handlers_own(make: MakeRig, monkeypatch: pytest.MonkeyPatch) -> None:
