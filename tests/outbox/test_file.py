@@ -72,7 +72,8 @@ def test_kill_9_right_after_enqueue_loses_nothing(live: OpShiftServer, tmp_path:
         with closing(sqlite3.connect(path)) as conn:  # the dead child still holds a lease
             ((lease_until,),) = conn.execute("SELECT lease_until FROM destinations").fetchall()
         assert lease_until > time.time() + 30
-        outbox = Outbox(OpShift(SECRET, base_url=live.url), path)
+        # no sender thread: it would deliver the item before pending is read
+        outbox = Outbox(OpShift(SECRET, base_url=live.url), path, background=False)
         assert outbox.pending == 1
         assert outbox.flush(10) is True  # the dead owner's lease is freed at once
         outbox.close()
