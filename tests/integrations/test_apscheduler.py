@@ -263,6 +263,42 @@ def test_uninstrument_removes_the_listener(scheduler: Any, pinger: RecordingPing
     assert repr(opshift_aps.instrument(scheduler, pinger)).startswith("Instrumentation(")
 
 
+class Counting(BackgroundScheduler):  # type: ignore[misc]
+    """A BackgroundScheduler that records the listeners added and removed."""
+
+    def __init__(self) -> None:
+        super().__init__(timezone="UTC")
+        self.added: list[tuple[Any, int]] = []
+        self.removed: list[Any] = []
+
+    def add_listener(self, callback: Any, mask: int = events.EVENT_ALL) -> None:
+        self.added.append((callback, mask))
+        super().add_listener(callback, mask)
+
+    def remove_listener(self, callback: Any) -> None:
+        self.removed.append(callback)
+        super().remove_listener(callback)
+
+
+def test_one_listener_for_the_jobs_events_only(pinger: RecordingPinger) -> None:
+    """instrument() adds one listener, masked to the job events it reports; uninstrument
+    removes exactly that one."""
+    scheduler = Counting()
+    handle = opshift_aps.instrument(scheduler, pinger, monitors={"*": "all"})
+    ((listener, mask),) = scheduler.added
+    job_events = (
+        events.EVENT_JOB_ADDED
+        | events.EVENT_JOB_SUBMITTED
+        | events.EVENT_JOB_EXECUTED
+        | events.EVENT_JOB_ERROR
+        | events.EVENT_JOB_MISSED
+        | events.EVENT_JOB_MAX_INSTANCES
+    )
+    assert mask == job_events
+    handle.uninstrument()
+    assert scheduler.removed == [listener]
+
+
 def test_shared_tokens_are_warned_at_instrument_and_when_a_job_is_added(
     scheduler: Any, pinger: RecordingPinger, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,7 +3,8 @@
     outbox = Outbox(OpShift(), path="/var/lib/app/opshift.sqlite3")
     opshift_apscheduler.instrument(scheduler, outbox, monitors={"nightly-*": "nightly"})
 
-``instrument`` adds one listener (``scheduler.add_listener``); ``uninstrument`` removes it.
+``instrument`` adds one listener (``scheduler.add_listener``, with a mask of the events
+below, so the scheduler calls it for nothing else); ``uninstrument`` removes it.
 What each event becomes (the core's rules, ``_core``; APScheduler never retries, so every
 run is final):
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import time
 import traceback
 import weakref
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import _log
@@ -130,6 +131,7 @@ class Instrumentation:
         self._warned: set[str] = set()  # tokens already warned about
         self._owners: dict[str, str] = {}  # token -> the first job id seen with it
         self._tokens: dict[str, str | None] = {}  # job id -> token, looked up once
+        self._listener = self._listener_for({})  # connect() makes the real one
         self._connected = False
 
     def token(self, job_id: str) -> str | None:
@@ -159,19 +161,19 @@ class Instrumentation:
         """Add the listener (``instrument`` calls this once)."""
         from apscheduler import events  # type: ignore[import-untyped]
 
-        # One listener per event: the scheduler's own mask check picks it, so a run's
-        # events cost no dispatch of ours (each event is on a job's path).
-        self._listeners: dict[int, Callable[[Any], None]] = {}
-        for code, handler in (
-            (events.EVENT_JOB_ADDED, _nothing),  # token() warns of a shared token
-            (events.EVENT_JOB_SUBMITTED, self._submitted),
-            (events.EVENT_JOB_EXECUTED, self._executed),
-            (events.EVENT_JOB_ERROR, self._errored),
-            (events.EVENT_JOB_MISSED, self._missed),
-            (events.EVENT_JOB_MAX_INSTANCES, self._skipped),
-        ):
-            listener = self._listeners[code] = self._listener(handler)
-            self.scheduler.add_listener(listener, code)
+        handlers: dict[int, Callable[[str, Any], None]] = {
+            events.EVENT_JOB_ADDED: _nothing,  # token() warns of a shared token
+            events.EVENT_JOB_SUBMITTED: self._submitted,
+            events.EVENT_JOB_EXECUTED: self._executed,
+            events.EVENT_JOB_ERROR: self._errored,
+            events.EVENT_JOB_MISSED: self._missed,
+            events.EVENT_JOB_MAX_INSTANCES: self._skipped,
+        }
+        mask = 0
+        for code in handlers:
+            mask |= code
+        self._listener = self._listener_for(handlers)
+        self.scheduler.add_listener(self._listener, mask)
         self._connected = True
         try:
             for job in self.scheduler.get_jobs():
@@ -182,8 +184,7 @@ class Instrumentation:
     def uninstrument(self) -> None:
         """Remove the listener and send what the core still holds."""
         if self._connected:
-            for listener in self._listeners.values():
-                self.scheduler.remove_listener(listener)
+            self.scheduler.remove_listener(self._listener)
             self._connected = False
         self._started.clear()
         self._ended.clear()
@@ -191,12 +192,18 @@ class Instrumentation:
         if _INSTRUMENTED.get(self.scheduler) is self:
             del _INSTRUMENTED[self.scheduler]
 
-    def _listener(self, handler: Callable[[str, Any], None]) -> Callable[[Any], None]:
-        """A listener for one event code: one event in, at most one ping (and alert) out."""
+    def _listener_for(
+        self, handlers: dict[int, Callable[[str, Any], None]]
+    ) -> Callable[[Any], None]:
+        """The one listener: one event in, at most one ping (and alert) out. The
+        scheduler's mask check passes it only the events in ``handlers``."""
         tokens, token_of = self._tokens, self.token
 
         def listen(event: Any) -> None:
             try:
+                handler = handlers.get(event.code)
+                if handler is None:
+                    return
                 job_id = event.job_id
                 token = tokens[job_id] if job_id in tokens else token_of(str(job_id))
                 if token is not None:
@@ -207,14 +214,8 @@ class Instrumentation:
         return listen
 
     def listen(self, event: Any) -> None:
-        """Take one scheduler event as the listener for its code does (a testing seam)."""
-        try:
-            listener = self._listeners.get(event.code)
-        except Exception as error:
-            _log.logger().warning("Could not report an APScheduler job's run: %s", error)
-            return
-        if listener is not None:
-            listener(event)
+        """Take one scheduler event as the listener does (a testing seam)."""
+        self._listener(event)
 
     def _submitted(self, token: str, event: Any) -> None:
         # No lock: the executor's threads would queue on it (measured: 4x the cost of a
@@ -246,7 +247,7 @@ class Instrumentation:
         if started is not None:
             seconds = self.reporter.clock() - started
         else:
-            seconds = (datetime.now(timezone.utc) - when).total_seconds()
+            seconds = time.time() - when.timestamp()  # a datetime subtraction costs twice
         duration_ms = max(0, round(seconds * 1000))
         return Run(token, str(event.job_id), None, 1, duration_ms, None, None, when)
 
