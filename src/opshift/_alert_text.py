@@ -1,6 +1,6 @@
 """What a log record's alert says: its title, description and group key, and text made
 safe to send (valid UTF-8, cut to the documented limits). ``AlertHandler`` builds alerts
-with these; they hold no state.
+with these, and the metadata a record's call site gives; they hold no state.
 """
 
 from __future__ import annotations
@@ -9,8 +9,19 @@ import hashlib
 import logging
 
 from . import _validation
+from .types import Metadata
 
-__all__ = ["clean", "cut", "description", "exception_type", "group_key", "title"]
+__all__ = [
+    "METADATA_TEXT_LIMIT",
+    "clean",
+    "cut",
+    "description",
+    "exception_type",
+    "group_key",
+    "site_metadata",
+    "title",
+    "trace",
+]
 
 TITLE_LIMIT = _validation.TEXT_LIMITS["title"]
 DESCRIPTION_LIMIT = _validation.TEXT_LIMITS["description"]
@@ -18,6 +29,8 @@ DESCRIPTION_LIMIT = _validation.TEXT_LIMITS["description"]
 _MESSAGE_HEAD = 500
 _TITLE_SCAN = 10_000  # look this far into a message for a non-blank first line
 _ELLIPSIS = "\u2026"
+METADATA_TEXT_LIMIT = 500  # each string in metadata: paths and names, never near 100 KB
+_DEFAULT_FORMATTER = logging.Formatter()
 
 
 def exception_type(record: logging.LogRecord) -> str:
@@ -79,3 +92,33 @@ def clean(text: str, limit: int | None = None) -> str:
         except UnicodeEncodeError:
             text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if limit is None else cut(text, limit)
+
+
+def trace(record: logging.LogRecord, formatter: logging.Formatter | None) -> str:
+    """The stack (if asked for) then the traceback: the exception's line comes last."""
+    formatter = formatter or _DEFAULT_FORMATTER
+    parts = []
+    if record.stack_info:
+        parts.append(formatter.formatStack(record.stack_info))
+    if record.exc_info and record.exc_info[0] is not None:
+        parts.append(formatter.formatException(record.exc_info))
+    elif record.exc_text:  # a record from another process (SocketHandler) keeps only this
+        parts.append(record.exc_text)
+    return "\n".join(part.rstrip("\n") for part in parts)
+
+
+def site_metadata(record: logging.LogRecord, host: str) -> Metadata:
+    """The metadata a call site's records share: logger, level, location, process..."""
+    metadata: Metadata = {
+        "logger": clean(record.name, METADATA_TEXT_LIMIT),
+        "level": clean(record.levelname, METADATA_TEXT_LIMIT),
+        "location": clean(f"{record.pathname}:{record.lineno}", METADATA_TEXT_LIMIT),
+    }
+    if record.funcName:
+        metadata["function"] = clean(record.funcName, METADATA_TEXT_LIMIT)
+    if isinstance(record.process, int):
+        metadata["process"] = record.process
+    if record.threadName:
+        metadata["thread"] = clean(str(record.threadName), METADATA_TEXT_LIMIT)
+    metadata["host"] = host
+    return metadata

@@ -15,9 +15,11 @@ one alert per ``min_interval`` and counts the repeats in between.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Callable, Union, cast
@@ -29,7 +31,7 @@ from ._ids import id_from
 from .client import OpShift, caller
 from .errors import ConfigurationError, OpShiftError
 from .outbox import Outbox
-from .outbox._outbox import refuses_alert
+from .outbox._outbox import close_budget, refuses_alert
 from .types import Metadata, Severity
 
 __all__ = ["AlertHandler", "SeverityMap"]
@@ -45,11 +47,9 @@ DEFAULT_SEVERITIES: dict[int, Severity] = {
     logging.DEBUG: "sev4",
 }
 
-_METADATA_TEXT_LIMIT = 500  # each string in metadata: paths and names, never near 100 KB
 _MAX_GROUPS = 1024  # rate-limit entries kept; past this, idle ones are forgotten
 _MAX_SITES = 256  # call sites whose shared metadata is kept, then all forgotten
 _REDACTED = "[redacted]"
-_DEFAULT_FORMATTER = logging.Formatter()
 
 
 class AlertHandler(logging.Handler):
@@ -161,17 +161,20 @@ class AlertHandler(logging.Handler):
         self._owns_outbox = owns_outbox
         self.outbox = outbox
         self._clock = clock
-        self._host = _text.clean(socket.gethostname(), _METADATA_TEXT_LIMIT)
+        self._host = _text.clean(socket.gethostname(), _text.METADATA_TEXT_LIMIT)
         # (group_key, severity) -> [monotonic time of the last alert sent, repeats since],
         # in the order alerts were sent, oldest first, so pruning looks only at the front.
         self._groups: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
         self._local = threading.local()
-        # Alerts admitted and still being built outside the lock; close() waits for them.
+        # Alerts admitted and still being built outside the lock; close() waits for them
+        # (for those admitted before it began: a storm at exit would keep it waiting).
         self._building = 0
         self._built = threading.Condition(self.lock)
+        self._closing = False
         # Call site -> the metadata its records share. Read and filled without the lock:
         # each entry is whole when stored and never changed (a race makes one twice).
         self._sites: dict[tuple[object, ...], Metadata] = {}
+        _handlers.add(self)  # for the fork hook below
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Emit ``record`` unless it comes from the SDK, from inside this handler's emit, or
@@ -217,7 +220,7 @@ class AlertHandler(logging.Handler):
         admitted = self._admit(key)
         if admitted is None:
             return  # within the group's interval: counted, carried by its next alert
-        mark, previous = admitted
+        mark, previous, waited_for = admitted
         try:
             if refuses_alert(self.outbox, self.webhook_url):  # full: skip building it
                 return
@@ -227,10 +230,11 @@ class AlertHandler(logging.Handler):
             self._readmit(mark, previous)  # a failed record uses up no interval
             raise
         finally:
-            with self._built:
-                self._building -= 1
-                if not self._building:
-                    self._built.notify_all()
+            if waited_for:
+                with self._built:
+                    self._building -= 1
+                    if not self._building:
+                        self._built.notify_all()
 
     def _queue(
         self,
@@ -241,7 +245,7 @@ class AlertHandler(logging.Handler):
         suppressed: int,
     ) -> None:
         """Build the record's alert and queue it on the outbox (no lock needed)."""
-        message, trace = record.getMessage(), self._trace(record)
+        message, trace = record.getMessage(), _text.trace(record, self.formatter)
         wire = caller(self.client)  # before any cut, so no fragment of the secret survives
         message = wire.redact(message, _REDACTED)
         trace = wire.redact(trace, _REDACTED)
@@ -254,10 +258,13 @@ class AlertHandler(logging.Handler):
             group_key=group_key,
         )
 
-    def _admit(self, key: tuple[str, Severity]) -> tuple[list[float], list[float] | None] | None:
+    def _admit(
+        self, key: tuple[str, Severity]
+    ) -> tuple[list[float], list[float] | None, bool] | None:
         """Start the group's interval now, before its alert is built (outside the lock), so
         the group's records from other threads meanwhile are counted; None if the group is
-        within its interval (this record is counted). Else (the new entry, the one before).
+        within its interval (this record is counted). Else (the new entry, the one before,
+        whether ``close()`` waits for it: not once it has begun).
 
         Holds logging's lock for the handler (renewed in a forked child) only for this.
         """
@@ -269,11 +276,13 @@ class AlertHandler(logging.Handler):
                 previous[1] += 1
                 return None
             mark = self._groups[key] = [now, 0]
-            self._building += 1
+            waited_for = not self._closing
+            if waited_for:
+                self._building += 1
             self._groups.move_to_end(key)
             if len(self._groups) > _MAX_GROUPS:
                 self._prune(now)
-            return mark, previous
+            return mark, previous, waited_for
         finally:
             self.release()
 
@@ -309,18 +318,6 @@ class AlertHandler(logging.Handler):
         below = [lvl for lvl in table if lvl <= levelno]
         return table[max(below)] if below else table[min(table)]
 
-    def _trace(self, record: logging.LogRecord) -> str:
-        """The stack (if asked for) then the traceback: the exception's line comes last."""
-        formatter = self.formatter or _DEFAULT_FORMATTER
-        parts = []
-        if record.stack_info:
-            parts.append(formatter.formatStack(record.stack_info))
-        if record.exc_info and record.exc_info[0] is not None:
-            parts.append(formatter.formatException(record.exc_info))
-        elif record.exc_text:  # a record from another process (SocketHandler) keeps only this
-            parts.append(record.exc_text)
-        return "\n".join(part.rstrip("\n") for part in parts)
-
     def _metadata(self, record: logging.LogRecord, exc_type: str, suppressed: int) -> Metadata:
         site = (record.name, record.levelname, record.pathname, record.lineno,
                 record.funcName, record.process, record.threadName)  # fmt: skip
@@ -328,28 +325,12 @@ class AlertHandler(logging.Handler):
         if cached is None:
             if len(self._sites) >= _MAX_SITES:
                 self._sites.clear()
-            cached = self._sites[site] = self._site_metadata(record)
+            cached = self._sites[site] = _text.site_metadata(record, self._host)
         metadata = dict(cached)
         if exc_type:
-            metadata["exception"] = _text.clean(exc_type, _METADATA_TEXT_LIMIT)
+            metadata["exception"] = _text.clean(exc_type, _text.METADATA_TEXT_LIMIT)
         if suppressed:
             metadata["suppressed"] = suppressed
-        return metadata
-
-    def _site_metadata(self, record: logging.LogRecord) -> Metadata:
-        """The metadata a call site's records share: logger, level, location, process..."""
-        metadata: Metadata = {
-            "logger": _text.clean(record.name, _METADATA_TEXT_LIMIT),
-            "level": _text.clean(record.levelname, _METADATA_TEXT_LIMIT),
-            "location": _text.clean(f"{record.pathname}:{record.lineno}", _METADATA_TEXT_LIMIT),
-        }
-        if record.funcName:
-            metadata["function"] = _text.clean(record.funcName, _METADATA_TEXT_LIMIT)
-        if isinstance(record.process, int):
-            metadata["process"] = record.process
-        if record.threadName:
-            metadata["thread"] = _text.clean(str(record.threadName), _METADATA_TEXT_LIMIT)
-        metadata["host"] = self._host
         return metadata
 
     def close(self) -> None:
@@ -360,9 +341,10 @@ class AlertHandler(logging.Handler):
         flush: closing it takes only what is left of that one ``exit_timeout``."""
         self.acquire()
         try:
+            self._closing = True
             if self._owns_outbox:
-                # Alerts other threads are building reach the outbox before it closes.
-                timeout, started = self.outbox.exit_timeout, time.monotonic()
+                # Alerts other threads began building reach the outbox before it closes.
+                timeout, started = close_budget(self.outbox), time.monotonic()
                 self._built.wait_for(lambda: not self._building, timeout)
                 timeout = max(0.0, timeout - (time.monotonic() - started))
                 self.outbox.close(timeout)  # a second close returns at once
@@ -375,6 +357,21 @@ class AlertHandler(logging.Handler):
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
         return f"<AlertHandler {self.webhook_url!r} ({level})>"
+
+
+_handlers: weakref.WeakSet[AlertHandler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Alerts other threads were building at fork() are the parent's: the child's
+    ``close()`` must not wait for them."""
+    for handler in list(_handlers):
+        handler._building = 0
+        handler._built = threading.Condition(handler.lock)
+
+
+if hasattr(os, "register_at_fork"):  # after logging's own hook (imported above)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _from_sdk(name: str) -> bool:

@@ -23,6 +23,7 @@ from ..helpers import (
     SECRET,
     MakeRig,
     app_alerts,
+    in_forked_child,
     quiet_logger,
 )
 
@@ -296,6 +297,70 @@ def test_close_waits_for_an_alert_another_thread_is_building() -> None:
     closing.join(10)
     log.removeHandler(handler)
     assert [r.json["title"] for r in fake.requests] == ["Job B failed"]
+
+
+def test_close_waits_only_for_alerts_begun_before_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record admitted once close() began is not waited for: a storm cannot hold it up."""
+    began = threading.Event()
+
+    def budget(outbox: Outbox) -> float:
+        began.set()
+        return 60.0  # a wait for the late record would outlast the join below
+
+    monkeypatch.setattr(opshift.handler, "close_budget", budget)
+    fake = FakeTransport(SECRET)
+    handler = AlertHandler("app-errors", client=OpShift(SECRET, transport=fake))
+    log = quiet_logger("app.close-storm")
+    log.addHandler(handler)
+    first, late = _Held(), _Held()
+    threads = [threading.Thread(target=log.error, args=(f"Job {n} failed: %s", held))
+               for n, held in ((1, first), (2, late))]  # fmt: skip
+    threads[0].start()
+    assert first.building.wait(10)
+    closing = threading.Thread(target=handler.close)
+    closing.start()
+    assert began.wait(10)
+    threads[1].start()  # admitted once close() waits (it holds the lock until then)
+    assert late.building.wait(10)
+    first.go.set()
+    closing.join(10)
+    assert not closing.is_alive()  # closed while the late record is still being built
+    late.go.set()
+    for thread in threads:
+        thread.join(10)
+    log.removeHandler(handler)
+    assert [r.json["title"] for r in fake.requests] == ["Job 1 failed: B"]
+    assert "--- Logging error ---" in capsys.readouterr().err  # the late one: not silent
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with threads, on purpose
+def test_a_forked_childs_close_does_not_wait_for_the_parents_alerts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An alert a parent's thread was building at fork() is not the child's to wait for."""
+    monkeypatch.setattr(opshift.handler, "close_budget", lambda outbox: 60.0)
+    handler = AlertHandler("app-errors", client=OpShift(SECRET, transport=FakeTransport(SECRET)))
+    log = quiet_logger("app.fork-close")
+    log.addHandler(handler)
+    held = _Held()
+    building = threading.Thread(target=log.error, args=("Job %s failed", held))
+    building.start()
+    assert held.building.wait(10)
+
+    def child() -> bytes:
+        closing = threading.Thread(target=handler.close, daemon=True)
+        closing.start()
+        closing.join(10)
+        return b"waiting" if closing.is_alive() else b"closed"
+
+    assert in_forked_child(child) == b"closed"
+    held.go.set()
+    building.join(10)
+    log.removeHandler(handler)
+    handler.close()
 
 
 def test_handle_error_is_the_handlers_own(make: MakeRig, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -132,6 +132,26 @@ def test_several_outboxes_share_one_exit_budget() -> None:
     assert err.count("1 item lost (in memory)") == 2
 
 
+def test_an_alert_still_being_built_at_exit_waits_within_the_one_budget() -> None:
+    """A thread stuck building an alert at exit: close() waits only what the flush left."""
+    stuck = """
+        import threading
+        class Stuck:
+            def __str__(self):
+                threading.Event().wait()  # a log argument whose text never comes
+        building = threading.Event()
+        def log_stuck():
+            building.set()
+            logging.error("job %s failed", Stuck())
+        threading.Thread(target=log_stuck, daemon=True).start()
+        building.wait()
+        """
+    code = HANDLER_ON_ROOT.format(setup="", url=refused_url()) + textwrap.dedent(stuck)
+    _, err, took = _exit_of(code)
+    assert took < 2 * EXIT_TIMEOUT - 0.5, (took, err)
+    assert "1 item lost (in memory)" in err  # "boom"; the stuck one never reached the outbox
+
+
 @pytest.fixture
 def sdk_logger() -> Iterator[logging.Logger]:
     """The opshift logger with no handlers and no parents; restored afterwards."""

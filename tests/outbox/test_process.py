@@ -68,12 +68,12 @@ def test_the_sender_starts_with_the_outbox_and_waits_while_it_is_idle(
 def test_a_dropped_outbox_is_collected_and_its_idle_sender_ends(
     live: OpShiftServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Dropping an outbox whose work is done ends its waiting thread; nothing keeps it."""
+    """A dropped outbox whose work is done is collected; its waiting thread ends at once."""
     import gc
     import weakref
 
     monkeypatch.setattr(_sender, "IDLE_EXIT", 0.0)
-    monkeypatch.setattr(_sender, "PARKED_CHECK", 0.01)
+    monkeypatch.setattr(_sender, "PARKED_CHECK", 60.0)  # no wait for the parked check
     outbox = Outbox(OpShift(SECRET, base_url=live.url))
     outbox.alert("h", title="last")
     assert outbox.flush(10)
@@ -301,3 +301,32 @@ def test_forked_child_uses_the_file_with_connections_of_its_own(
     ]
     outbox.alert("parent-hook", title="again")
     assert outbox.flush(10)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_childs_sender_starts_after_loggings_fork_hook() -> None:
+    """A child's sender starts once logging works in it, though opshift was imported first."""
+    child = python(
+        """
+        import os, threading
+        from opshift import OpShift, Outbox   # imports no logging
+        from opshift.outbox import _sender
+        import logging
+        outcome = []
+        after_fork = _sender.Sender.after_fork
+        def probe(self):  # where the child's sender thread starts: can another thread log?
+            after_fork(self)
+            thread = threading.Thread(target=logging.getLogger, args=("probe",), daemon=True)
+            thread.start()
+            thread.join(5)
+            outcome.append("stuck" if thread.is_alive() else "ok")
+        _sender.Sender.after_fork = probe
+        outbox = Outbox(OpShift("ab" * 32, base_url="http://127.0.0.1:9"))
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if outcome == ["ok"] else 1)
+        print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+        """
+    )
+    out, err = child.communicate(timeout=60)
+    assert out.strip() == "child 0", err

@@ -390,6 +390,15 @@ def refuses_alert(outbox: Outbox, webhook_url: str) -> bool:
     return outbox._refuses_alert(webhook_url)
 
 
+def close_budget(outbox: Outbox) -> float:
+    """What closing ``outbox`` may take now: its ``exit_timeout``, or at interpreter exit
+    what is left of its share of the exit's one budget (an AlertHandler waits within it)."""
+    ending = _process.exit_deadline(outbox.exit_timeout)
+    if ending is None:
+        return outbox.exit_timeout
+    return max(0.0, ending - time.monotonic())
+
+
 def _warm(client: OpShift) -> None:
     """Load what the SDK's transports import on their first call now, while the
     application starts: a first send in the middle of a logging storm would otherwise

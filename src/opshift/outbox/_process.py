@@ -28,11 +28,13 @@ _live: weakref.WeakSet[Sender] = weakref.WeakSet()
 _held: list[threading.Lock] = []  # what the fork hook holds across fork()
 _started: float | None = None  # when the exit flush began (monotonic)
 _after_logging = False  # registered after logging's own atexit hook, so it runs before it
+_fork_hooks = 0  # sets of fork hooks registered: only the last one acts
+_forking = 0  # the set whose "before" hook ran, so only its "after" hooks act
 
 
 def register(sender: Sender) -> None:
     """Flush this sender's outbox at exit and keep it usable across fork()."""
-    global _after_logging
+    global _after_logging, _fork_hooks
     _live.add(sender)
     if not _after_logging:
         # atexit runs hooks last-registered first: registered after logging's, the exit
@@ -40,6 +42,13 @@ def register(sender: Sender) -> None:
         atexit.unregister(_flush_at_exit)
         atexit.register(_flush_at_exit)
         _after_logging = "logging" in sys.modules
+        # Fork hooks run first-registered first: registered after logging's, a child's
+        # sender thread starts once logging's lock is the child's (a sender logging while
+        # it is the parent's copy, held across fork() by logging, would wait forever). At
+        # most two sets: one before logging is imported, one after; only the last acts.
+        if hasattr(os, "register_at_fork") and (_fork_hooks == 0 or _after_logging):
+            _fork_hooks += 1
+            _register_fork_hooks(_fork_hooks)
 
 
 def exit_deadline(exit_timeout: float) -> float | None:
@@ -68,6 +77,32 @@ def _flush_at_exit() -> None:
             _log.logger().exception("Could not report what the outbox left at exit.")
 
 
+def _register_fork_hooks(number: int) -> None:
+    """Register set ``number`` of fork hooks; they act only while it is the last set."""
+
+    def before() -> None:
+        global _forking
+        if number == _fork_hooks:
+            _forking = number
+            _before_fork()
+
+    def after_in_parent() -> None:
+        global _forking
+        if _forking == number:
+            _forking = 0
+            _after_fork_in_parent()
+
+    def after_in_child() -> None:
+        global _forking
+        if _forking == number:
+            _forking = 0
+            _after_fork_in_child()
+
+    os.register_at_fork(
+        before=before, after_in_parent=after_in_parent, after_in_child=after_in_child
+    )
+
+
 def _before_fork() -> None:
     # No thread may be inside an outbox's SQLite call at fork(): the child would inherit
     # its half-held locks. Take every outbox's locks, in one order, until the fork is done.
@@ -86,11 +121,3 @@ def _after_fork_in_child() -> None:
     _held.clear()  # the child's copies are replaced below, never released
     for sender in list(_live):
         sender.after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # every platform with fork() has it
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )

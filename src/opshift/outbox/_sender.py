@@ -70,9 +70,12 @@ class Sender:
             self._wakeup.set()
 
     def release(self) -> None:
-        """The outbox was dropped: end once idle. Only sets a flag, since a finalizer runs
-        in whatever thread collects the outbox, maybe this sender's own, inside a lock."""
+        """The outbox was dropped: end once idle, woken now (a parked thread would linger
+        for ``PARKED_CHECK``). Not from the sender's own thread: a finalizer run by the
+        garbage collector there may be inside this very event's lock."""
         self.held = False
+        if threading.current_thread() is not self.thread:
+            self._wakeup.set()
 
     def start(self) -> bool:
         """Start the sender thread if it is not running; False if it cannot run now."""
