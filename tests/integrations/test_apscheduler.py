@@ -281,8 +281,7 @@ class Counting(BackgroundScheduler):  # type: ignore[misc]
 
 
 def test_one_listener_for_the_jobs_events_only(pinger: RecordingPinger) -> None:
-    """instrument() adds one listener, masked to the job events it reports; uninstrument
-    removes exactly that one."""
+    """instrument() adds one listener, masked to the job events it reports; uninstrument removes it."""
     scheduler = Counting()
     handle = opshift_aps.instrument(scheduler, pinger, monitors={"*": "all"})
     ((listener, mask),) = scheduler.added
