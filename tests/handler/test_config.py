@@ -278,16 +278,24 @@ def test_a_repeat_counted_while_its_groups_alert_failed_rides_on_the_next(
     ]
 
 
-def test_close_waits_for_an_alert_another_thread_is_building() -> None:
-    """close() lets a record being built in another thread reach the outbox first."""
+def _mid_alert(
+    logger_name: str,
+) -> tuple[AlertHandler, FakeTransport, logging.Logger, _Held, threading.Thread]:
+    """A handler with its own outbox, and a record another thread is caught building."""
     fake = FakeTransport(SECRET)
     handler = AlertHandler("app-errors", client=OpShift(SECRET, transport=fake))
-    log = quiet_logger("app.close-race")
+    log = quiet_logger(logger_name)
     log.addHandler(handler)
     held = _Held()
     logging_thread = threading.Thread(target=log.error, args=("Job %s failed", held))
     logging_thread.start()
     assert held.building.wait(10)
+    return handler, fake, log, held, logging_thread
+
+
+def test_close_waits_for_an_alert_another_thread_is_building() -> None:
+    """close() lets a record being built in another thread reach the outbox first."""
+    handler, fake, log, held, logging_thread = _mid_alert("app.close-race")
     closing = threading.Thread(target=handler.close)
     closing.start()
     closing.join(0.2)
@@ -310,28 +318,22 @@ def test_close_waits_only_for_alerts_begun_before_it(
         return 60.0  # a wait for the late record would outlast the join below
 
     monkeypatch.setattr(opshift.handler, "close_budget", budget)
-    fake = FakeTransport(SECRET)
-    handler = AlertHandler("app-errors", client=OpShift(SECRET, transport=fake))
-    log = quiet_logger("app.close-storm")
-    log.addHandler(handler)
-    first, late = _Held(), _Held()
-    threads = [threading.Thread(target=log.error, args=(f"Job {n} failed: %s", held))
-               for n, held in ((1, first), (2, late))]  # fmt: skip
-    threads[0].start()
-    assert first.building.wait(10)
+    handler, fake, log, first, first_thread = _mid_alert("app.close-storm")
     closing = threading.Thread(target=handler.close)
     closing.start()
     assert began.wait(10)
-    threads[1].start()  # admitted once close() waits (it holds the lock until then)
+    late = _Held()
+    late_thread = threading.Thread(target=log.error, args=("Late job %s failed", late))
+    late_thread.start()  # admitted once close() waits (it holds the lock until then)
     assert late.building.wait(10)
     first.go.set()
     closing.join(10)
     assert not closing.is_alive()  # closed while the late record is still being built
     late.go.set()
-    for thread in threads:
+    for thread in (first_thread, late_thread):
         thread.join(10)
     log.removeHandler(handler)
-    assert [r.json["title"] for r in fake.requests] == ["Job 1 failed: B"]
+    assert [r.json["title"] for r in fake.requests] == ["Job B failed"]
     assert "--- Logging error ---" in capsys.readouterr().err  # the late one: not silent
 
 
@@ -342,13 +344,7 @@ def test_a_forked_childs_close_does_not_wait_for_the_parents_alerts(
 ) -> None:
     """An alert a parent's thread was building at fork() is not the child's to wait for."""
     monkeypatch.setattr(opshift.handler, "close_budget", lambda outbox: 60.0)
-    handler = AlertHandler("app-errors", client=OpShift(SECRET, transport=FakeTransport(SECRET)))
-    log = quiet_logger("app.fork-close")
-    log.addHandler(handler)
-    held = _Held()
-    building = threading.Thread(target=log.error, args=("Job %s failed", held))
-    building.start()
-    assert held.building.wait(10)
+    handler, _, log, held, building = _mid_alert("app.fork-close")
 
     def child() -> bytes:
         closing = threading.Thread(target=handler.close, daemon=True)
