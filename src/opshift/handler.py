@@ -227,7 +227,7 @@ class AlertHandler(logging.Handler):
             suppressed = int(previous[1]) if previous is not None else 0
             self._queue(record, exc_type, group_key, severity, suppressed)
         except BaseException:
-            self._readmit(mark, previous)  # a failed record uses up no interval
+            self._readmit(key, mark, previous)  # a failed record uses up no interval
             raise
         finally:
             if waited_for:
@@ -286,14 +286,18 @@ class AlertHandler(logging.Handler):
         finally:
             self.release()
 
-    def _readmit(self, mark: list[float], previous: list[float] | None) -> None:
+    def _readmit(
+        self, key: tuple[str, Severity], mark: list[float], previous: list[float] | None
+    ) -> None:
         """Undo ``_admit`` for a record whose alert could not be queued: the group's
-        interval ends, so its next record goes at once, carrying every repeat counted."""
+        interval ends, so its next record goes at once, carrying every repeat counted
+        (on the group's newer entry, if another alert began meanwhile)."""
         self.acquire()
         try:
             mark[0] = float("-inf")  # pruned already, or not: either way no interval runs
             if previous is not None:
-                mark[1] += previous[1]
+                newer = self._groups.get(key)
+                (newer if newer is not None else mark)[1] += previous[1]
         finally:
             self.release()
 

@@ -278,6 +278,32 @@ def test_a_repeat_counted_while_its_groups_alert_failed_rides_on_the_next(
     ]
 
 
+def test_repeats_a_failed_alert_carried_survive_a_newer_alert_of_its_group(
+    make: MakeRig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Repeats a slow alert that then failed carried go on the group's next, not lost."""
+    rig = make(min_interval=60)
+    rig.log.error("Job %s failed", "A")
+    rig.log.error("Job %s failed", "B")  # counted: rides on the group's next alert
+    rig.clock.advance(61)
+    held = _Held(fails=True)
+    slow = threading.Thread(target=rig.log.error, args=("Job %s failed", held))
+    slow.start()  # carries B's count, and takes longer than the interval to build
+    assert held.building.wait(10)
+    rig.clock.advance(61)
+    rig.log.error("Job %s failed", "C")  # a newer alert of the group, sent meanwhile
+    held.go.set()
+    slow.join(10)
+    assert "--- Logging error ---" in capsys.readouterr().err
+    rig.clock.advance(61)
+    rig.log.error("Job %s failed", "D")
+    assert [(b["title"], b["metadata"].get("suppressed")) for b in rig.sent()] == [
+        ("Job A failed", None),
+        ("Job C failed", None),
+        ("Job D failed", 1),  # B, which the failed alert could not carry
+    ]
+
+
 def _mid_alert(
     logger_name: str,
 ) -> tuple[AlertHandler, FakeTransport, logging.Logger, _Held, threading.Thread]:
