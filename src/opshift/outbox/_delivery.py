@@ -49,10 +49,11 @@ class Counts:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(STAT_NAMES, 0)
 
-    def add(self, name: str, n: int = 1) -> None:
-        """Count ``n`` more of ``name``."""
+    def add(self, name: str, n: int = 1) -> int:
+        """Count ``n`` more of ``name``; its count now."""
         with self._lock:
-            self._counts[name] += n
+            total = self._counts[name] = self._counts[name] + n
+            return total
 
     def snapshot(self) -> dict[str, int]:
         """Every count, read at one moment."""

@@ -97,9 +97,10 @@ class MemoryStore:
             return {d: len(q) for d, q in self._queues.items() if q}
 
     def refuses(self, limit: int) -> bool:
-        """Full, and no up ping waits to make room (see ``Store.refuses``)."""
-        with self._lock:
-            return self._count >= limit and not self._ups
+        """Full, and no up ping waits to make room (see ``Store.refuses``). A hint, read
+        without the lock (as ``count`` is): taken in a storm, it would be one more lock
+        every logging thread queues on, and the answer is as old once it is released."""
+        return self._count >= limit and not self._ups
 
     def expire(self, up_before: float, any_before: float, now: float) -> list[Item]:
         """Remove and return items too old to send, except those a sender is sending now.

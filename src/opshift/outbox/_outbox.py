@@ -22,7 +22,7 @@ from . import _delivery, _process, _schema
 from ._memory import MemoryStore
 from ._sender import Sender
 from ._sqlite import SQLiteStore
-from ._store import Item, Store, StoreBusy
+from ._store import Store, StoreBusy
 
 __all__ = ["SPILL_FIRST_ID", "Outbox", "OutboxStats", "sender"]
 
@@ -117,7 +117,7 @@ class Outbox:
             self._delivery, background=bool(background), exit_timeout=exit_timeout
         )
         self._full_logged_at = float("-inf")
-        self._full_unlogged = 0
+        self._full_reported = 0  # the dropped_full count the last report went up to
         self._refusing = False  # the last item was refused: the outbox is full of alerts
         self._pending_at_close = 0
         _process.register(self._sender)  # for the fork hook and the exit flush
@@ -228,7 +228,7 @@ class Outbox:
                 sender.start()
         self._refusing = item_id == 0
         if dropped is not None:
-            self._dropped_full(dropped, new=item_id == 0)
+            self._dropped_full(dropped.kind, dropped.destination, new=item_id == 0)
         sender.wake()
         return item_id
 
@@ -246,8 +246,7 @@ class Outbox:
                 return False
         except sqlite3.Error:
             return False  # the file's trouble: alert() says what it is
-        path = caller(self.client).path(ALERT, webhook_url)
-        self._dropped_full(Item(0, ALERT.name, path, b"", False, delivery.clock()), new=True)
+        self._dropped_full(ALERT.name, lambda: caller(self.client).path(ALERT, webhook_url))
         return True
 
     def _spill_store(self, exc: Exception) -> MemoryStore:
@@ -264,26 +263,29 @@ class Outbox:
             )
         return spill
 
-    def _dropped_full(self, item: Item, *, new: bool) -> None:
-        """Count an item dropped as full; say so at most once a minute while full. The
-        count is kept under the sender's lock (many threads refuse at once), the line is
-        logged outside it (a handler may queue on this outbox)."""
-        self._delivery.counts.add("dropped_full")
+    def _dropped_full(
+        self, kind: str, destination: str | Callable[[], str], *, new: bool = True
+    ) -> None:
+        """Count an item dropped as full; say so at most once a minute while full. Many
+        threads refuse at once in a storm: between reports this takes only the counts'
+        lock (``destination`` may be a callable, made only for a report)."""
+        total = self._delivery.counts.add("dropped_full")
         now = time.monotonic()
+        if now - self._full_logged_at < 60.0:
+            return
         with self._sender.lock:
-            self._full_unlogged += 1
-            dropped = self._full_unlogged
             if now - self._full_logged_at < 60.0:
-                return
+                return  # another thread's report
             self._full_logged_at = now
-            self._full_unlogged = 0
+            dropped = total - self._full_reported
+            self._full_reported = total
         _log.logger().warning(
             "Outbox full (max_pending=%d): dropped %s %s to %s (%d dropped since the last "
             "report). OpShift may be unreachable; see outbox.stats.",
             self.max_pending,
             "the new" if new else "the oldest waiting up",
-            item.kind,
-            item.destination,
+            kind,
+            destination if isinstance(destination, str) else destination(),
             dropped,
         )
 
