@@ -123,8 +123,8 @@ class Outbox:
         _process.register(self._sender)  # for the fork hook and the exit flush
         if self._sender.background and store is not None:
             _warm(client)
-            # Now, not on the first item: that item may come in a logging storm, and wait
-            # for the new thread holding the handler's lock (benchmarks/outbox_storm.py).
+            # Now, not on the first item: that item may come in a logging storm, its
+            # caller waiting for the new thread to get going (benchmarks/outbox_storm.py).
             # It also delivers what an earlier process left in the file.
             if isinstance(store, SQLiteStore):
                 _waiting(store)  # read through now: a broken file is a ConfigurationError

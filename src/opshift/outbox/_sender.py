@@ -4,8 +4,8 @@ It is started with the outbox and woken by each new item. With nothing to do for
 ``IDLE_EXIT`` seconds it stops looking at the stores and waits for the next item; it ends
 when the outbox is closed, or once the outbox is dropped and nothing waits. It is not
 left to the first item to start: that item may come in an outage's logging storm, and
-its caller would hold the logging handler's lock, with every logging thread behind it,
-while a new thread got going. Without it (``background=False``, or no thread can start
+its caller (a logging thread) would wait, in the middle of the storm, for a new thread
+to get going. Without it (``background=False``, or no thread can start
 at interpreter shutdown) a flush runs the passes in the calling thread.
 """
 
