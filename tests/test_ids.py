@@ -141,6 +141,10 @@ def test_the_outbox_takes_the_url_too() -> None:
         pytest.param("https://www.opshift.io/api/ping/%FF", BadRequestError, "not UTF-8", id="bad-escape"),
         pytest.param("https://other.example/prefix/api/ping/x", ConfigurationError, "not under this client's base_url", id="other-server-with-prefix"),
         pytest.param("https://user:pw@www.opshift.io/api/ping/x", BadRequestError, "must not contain a user or password", id="credentials"),
+        pytest.param("https://www.opshift.io/api/ping/a%2Fb", BadRequestError, "which is not an id", id="escaped-slash"),
+        pytest.param("https://www.opshift.io/api/ping/a%3Fb", BadRequestError, "which is not an id", id="escaped-query"),
+        pytest.param("https://www.opshift.io/api/ping/a%23b", BadRequestError, "which is not an id", id="escaped-fragment"),
+        pytest.param("https://www.opshift.io/api/ping/a%0Ab", BadRequestError, "which is not an id", id="escaped-newline"),
     ],
 )  # fmt: skip
 def test_a_url_that_would_change_or_leak_is_refused(

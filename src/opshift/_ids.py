@@ -12,7 +12,7 @@ from __future__ import annotations
 from . import _validation
 from .errors import ConfigurationError
 
-__all__ = ["id_from"]
+__all__ = ["id_from", "id_problem"]
 
 _URL_MARKS = ("/", "?", "#")  # "://" holds "/"
 
@@ -28,18 +28,34 @@ def id_from(value: str, *, prefix: str, id_name: str, base_url: str) -> str:
             for this endpoint.
         ConfigurationError: a URL for this endpoint on another server than ``base_url``.
     """
-    problem = _validation.path_problem(id_name, value)
+    problem = id_problem(value, prefix=prefix, id_name=id_name, base_url=base_url)
     if problem is not None:
         raise _validation.bad_request(problem)
-    if not any(mark in value for mark in _URL_MARKS):
-        return value  # the usual case: one check, no parsing
-    example = f"{base_url}{prefix}ID"
     if "://" not in value:
-        raise _validation.bad_request(
-            f"{id_name} must be the id alone (the last part of {example}), not a path or "
-            f"URL (got {value!r:.80})"
-        )
+        return value  # the usual case: no parsing
     return _from_url(value, prefix=prefix, id_name=id_name, base_url=base_url)
+
+
+def id_problem(value: object, *, prefix: str, id_name: str, base_url: str = "") -> str | None:
+    """What is wrong with ``value`` as an id or a full URL, seen without parsing it: not a
+    non-empty string, or a path or query (``/``, ``?``, ``#`` without ``://``); else None.
+
+    Settings taken before any call (an integration's ``monitors``) are checked with it at
+    once; a full URL is checked against ``base_url`` when it is used.
+    """
+    problem = _validation.path_problem(id_name, value)
+    if problem is not None:
+        return problem
+    if (
+        not isinstance(value, str)
+        or "://" in value
+        or not any(mark in value for mark in _URL_MARKS)
+    ):
+        return None
+    return (
+        f"{id_name} must be the id alone (the last part of {base_url}{prefix}ID), not a path "
+        f"or URL (got {value!r:.80})"
+    )
 
 
 def _from_url(value: str, *, prefix: str, id_name: str, base_url: str) -> str:
@@ -92,12 +108,19 @@ def _from_url(value: str, *, prefix: str, id_name: str, base_url: str) -> str:
             "query or fragment"
         )
     try:
-        return unquote(found, errors="strict")
+        found = unquote(found, errors="strict")
     except UnicodeDecodeError:
         raise _validation.bad_request(
             f"{id_name} URL {value!r:.80} has a percent-escape that is not UTF-8; copy the URL "
             "again from the dashboard, or pass the id alone"
         ) from None
+    if any(mark in found for mark in _URL_MARKS) or not found.isprintable():
+        # An escaped / ? # or control character: no OpShift id holds one.
+        raise _validation.bad_request(
+            f"{id_name} URL {value!r:.80} ends with {found!r:.60}, which is not an id (an "
+            f"escaped / ? # or control character); copy it again, like {example}"
+        )
+    return found
 
 
 def _port(scheme: str, port: int | None) -> int:

@@ -165,7 +165,7 @@ def error_for_status(status: int, data: bytes, url: str | None = None) -> OpShif
         body = parsed
     detail = body.get("error") if body is not None else None
     if not isinstance(detail, str) or not detail:
-        detail = _describe_non_json(data)
+        detail = describe_body(data)
     if 500 <= status <= 599:
         cls: type[OpShiftError] = ServerError
         advice = _SERVER_ADVICE
@@ -181,7 +181,7 @@ def error_for_status(status: int, data: bytes, url: str | None = None) -> OpShif
     return cls(f"{status} {reason}: {detail.rstrip('.')}. {advice}", status_code=status, body=body)
 
 
-def _describe_non_json(data: bytes) -> str:
+def describe_body(data: bytes) -> str:
     """Summarise a body that is not OpShift's JSON envelope (an HTML page from a proxy, say)."""
     if not data:
         return "empty response body"

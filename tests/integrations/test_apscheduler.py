@@ -11,9 +11,10 @@ from typing import Any, Callable
 
 import pytest
 
-from opshift import ConfigurationError
+from opshift import ConfigurationError, OpShift
+from opshift.testing import FakeTransport
 
-from ..helpers import Clock
+from ..helpers import SECRET, Clock
 from .rig import ManualTimer, RecordingPinger
 
 pytest.importorskip("apscheduler")
@@ -105,6 +106,28 @@ def test_an_error_pings_down_with_the_exception_line_added_to_the_frames(
     alert = pinger.sent[-1]
     assert alert.kind == "alert" and alert.fields["title"] == "import failed: ValueError"
     assert alert.fields["group_key"] == "apscheduler:import:ValueError"
+
+
+def test_dashboard_urls_as_tokens_go_to_their_ids_and_a_path_is_refused_at_once(
+    scheduler: Any,
+) -> None:
+    """monitors and alert_webhook may be dashboard URLs; a path is refused by instrument()."""
+    fake = FakeTransport(SECRET, auto_create=True)
+    client = OpShift(SECRET, transport=fake)
+    for bad in ({"monitors": {"import": "jobs/import"}}, {"alert_webhook": "hooks?id=1"}):
+        with pytest.raises(ConfigurationError, match="must be the id alone"):
+            opshift_aps.instrument(scheduler, client, **bad)
+    opshift_aps.instrument(
+        scheduler,
+        client,
+        monitors={"import": f"{client.base_url}/api/ping/imp"},
+        alert_webhook=f"{client.base_url}/api/alerts/trigger/jobs",
+    )
+    seen = Seen(scheduler)
+    scheduler.add_job(_boom, "date", run_date=_now(), id="import")
+    scheduler.start()
+    seen.wait(events.EVENT_JOB_ERROR)
+    assert [r.path for r in fake.requests] == ["/api/ping/imp", "/api/alerts/trigger/jobs"]
 
 
 def test_a_missed_run_pings_down_at_once(scheduler: Any, pinger: RecordingPinger) -> None:

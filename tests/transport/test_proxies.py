@@ -19,6 +19,7 @@ from opshift import (
     OpShift,
     ProxyAuthenticationError,
     RequestTimeoutError,
+    ServerError,
 )
 from opshift.testing import OpShiftServer
 from opshift.transport._connection import HTTPConnection
@@ -64,12 +65,13 @@ PROXY_407 = (
 )
 
 
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy"])
 def test_a_407_to_connect_is_one_proxy_authentication_error(
-    transport_name: str, no_proxy_env: pytest.MonkeyPatch
+    transport_name: str, no_proxy_env: pytest.MonkeyPatch, variable: str
 ) -> None:
-    """A 407 to CONNECT names the proxy, never its password, and is tried exactly once."""
+    """A 407 to CONNECT names the proxy and its variable, never its password, once."""
     with ProxyServer(answer=PROXY_407) as proxy:
-        no_proxy_env.setenv("HTTPS_PROXY", proxy.url.replace("://", "://alice:s3cret-pw@"))
+        no_proxy_env.setenv(variable, proxy.url.replace("://", "://alice:s3cret-pw@"))
         client = OpShift(SECRET, transport=TRANSPORTS[transport_name](), retry_backoff=0)
         with pytest.raises(ProxyAuthenticationError) as caught:
             client.ping("w")
@@ -78,7 +80,7 @@ def test_a_407_to_connect_is_one_proxy_authentication_error(
     error = caught.value
     assert error.status_code == 407
     assert proxy.url[len("http://") :] in str(error)
-    assert "HTTPS_PROXY" in str(error)
+    assert f"({variable})" in str(error)
     assert "s3cret-pw" not in str(error)
     assert "alice" not in str(error)
 
@@ -108,18 +110,19 @@ TINYPROXY_401 = (
 
 
 @pytest.mark.parametrize(
-    ("answer", "status"),
+    ("answer", "status", "variable"),
     [
-        pytest.param(PROXY_407, 407, id="407"),
-        pytest.param(TINYPROXY_401, 401, id="tinyproxy-html-401"),
+        pytest.param(PROXY_407, 407, "HTTP_PROXY", id="407"),
+        pytest.param(PROXY_407, 407, "http_proxy", id="407-lowercase-variable"),
+        pytest.param(TINYPROXY_401, 401, "HTTP_PROXY", id="tinyproxy-html-401"),
     ],
 )
 def test_a_proxys_refusal_of_a_plain_http_request_is_about_its_credentials(
-    transport_name: str, no_proxy_env: pytest.MonkeyPatch, answer: bytes, status: int
+    transport_name: str, no_proxy_env: pytest.MonkeyPatch, answer: bytes, status: int, variable: str
 ) -> None:
     """Through a proxy to an http:// base URL, its 407 (or HTML 401) names the proxy."""
     with ProxyServer(answer=answer) as proxy:
-        no_proxy_env.setenv("HTTP_PROXY", proxy.url.replace("://", "://alice:s3cret-pw@"))
+        no_proxy_env.setenv(variable, proxy.url.replace("://", "://alice:s3cret-pw@"))
         client = OpShift(
             SECRET, base_url="http://ops.example", transport=TRANSPORTS[transport_name]()
         )
@@ -128,9 +131,34 @@ def test_a_proxys_refusal_of_a_plain_http_request_is_about_its_credentials(
     assert len(proxy.seen) == 1
     assert caught.value.status_code == status
     assert proxy.url[len("http://") :] in str(caught.value)
-    assert "HTTP_PROXY" in str(caught.value)
+    assert f"({variable})" in str(caught.value)
     assert "OPSHIFT_SECRET" not in str(caught.value)
     assert "s3cret-pw" not in str(caught.value)
+
+
+def test_a_proxys_own_5xx_page_names_the_proxy_and_is_retried(
+    transport_name: str, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """A proxy's HTML 502 to a forwarded request names it and its variable, and is retried."""
+    page = b"<html><body>upstream connect error</body></html>"
+    answer = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+    with ProxyServer(answer=answer % len(page) + b"Connection: close\r\n\r\n" + page) as proxy:
+        no_proxy_env.setenv("http_proxy", proxy.url.replace("://", "://alice:s3cret-pw@"))
+        client = OpShift(
+            SECRET,
+            base_url="http://ops.example",
+            transport=TRANSPORTS[transport_name](),
+            max_retries=1,
+            retry_backoff=0,
+        )
+        with pytest.raises(ServerError) as caught:
+            client.ping("w")
+    assert len(proxy.seen) == 2  # retried, as OpShift's own 502 would be
+    text = str(caught.value)
+    assert caught.value.status_code == 502
+    assert f"through the proxy {proxy.url[len('http://') :]} (from http_proxy)" in text
+    assert "upstream connect error" in text
+    assert "s3cret-pw" not in text and "alice" not in text
 
 
 def test_opshifts_own_401_through_a_proxy_is_about_the_secret(

@@ -42,7 +42,8 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 
-from .. import _log, _validation
+from .. import _log
+from .._ids import id_problem
 from ..errors import BadRequestError, ConfigurationError
 from ..monitor import failure_reason, tail
 from ..outbox import _process  # noqa: F401 - its exit flush must be registered before ours
@@ -394,7 +395,7 @@ def reporter_for(
             has no ``alert()`` to raise it with.
     """
     if alert_webhook is not None:
-        problem = _validation.path_problem("webhook_url", alert_webhook)
+        problem = id_problem(alert_webhook, prefix="/api/alerts/trigger/", id_name="webhook_url")
         if problem is not None:
             raise ConfigurationError(f"alert_webhook: {problem}")
         if not callable(getattr(pinger, "alert", None)):

@@ -13,7 +13,7 @@ import fnmatch
 from collections.abc import Iterable, Mapping
 from typing import Callable, Optional, Union
 
-from .. import _validation
+from .._ids import id_problem
 from ..errors import ConfigurationError
 
 __all__ = ["NO_MATCH", "Matcher", "Monitors", "check_token", "shared_token_warnings"]
@@ -27,7 +27,7 @@ _GLOB_CHARS = frozenset("*?[")
 
 def check_token(where: str, token: object) -> str:
     """``token`` if it is a usable ping token, else ConfigurationError naming ``where``."""
-    problem = _validation.path_problem("ping_token", token)
+    problem = id_problem(token, prefix="/api/ping/", id_name="ping_token")
     if problem is not None:
         raise ConfigurationError(f"{where}: {problem}")
     return str(token)

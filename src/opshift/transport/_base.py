@@ -59,18 +59,24 @@ class ResponseTooLarge(Exception):
 
 
 class ProxyRefused(Exception):
-    """A proxy answered a CONNECT with a non-2xx status, or a request it forwards with 407.
+    """A proxy answered a CONNECT with a non-2xx status, or a request it forwards with 407
+    (or a 401 or 5xx page of its own, not OpShift's JSON).
 
-    ``target`` is the CONNECT's ``host:port``, empty for a forwarded request.
+    ``scheme`` is the URL's (``https`` for a CONNECT): which variable set the proxy is
+    looked up from it. ``target`` is the CONNECT's ``host:port``, empty for a forwarded
+    request; ``body`` is the proxy's page for a forwarded request.
     """
 
-    def __init__(self, proxy: str, status: int, reason: str, variable: str, target: str) -> None:
+    def __init__(
+        self, proxy: str, status: int, reason: str, scheme: str, target: str, body: bytes = b""
+    ) -> None:
         super().__init__(f"{status} from the proxy {proxy}")
         self.proxy = proxy
         self.status = status
         self.reason = reason
-        self.variable = variable  # where the user set this proxy: HTTPS_PROXY or HTTP_PROXY
+        self.scheme = scheme
         self.target = target
+        self.body = body
 
 
 def check_request(url: str, headers: Mapping[str, str], body: bytes) -> None:
@@ -145,18 +151,19 @@ def read_answer(response: http.client.HTTPResponse, proxy: str | None) -> tuple[
     """Finish an exchange the same way in every transport: refuse, or read the capped body.
 
     A 3xx is never followed (a redirected POST can become a GET and lose its body); a 407
-    from the proxy named by ``proxy`` is about its credentials, not OpShift's answer.
+    from the proxy named by ``proxy`` is about its credentials, not OpShift's answer, and a
+    5xx page that is not OpShift's JSON names the proxy it came through.
     """
     status = response.status
     if 300 <= status <= 399:
         raise redirect_error(status, response.getheader("Location"))
     if status == 407 and proxy is not None:
-        raise ProxyRefused(proxy, status, response.reason, "HTTP_PROXY", "")
+        raise ProxyRefused(proxy, status, response.reason, "http", "")
     data = read_body(response)
-    if status == 401 and proxy is not None and not _is_json_object(data):
-        # OpShift's 401 is a JSON object; a proxy asking for credentials with a 401 where
-        # RFC 9110 says 407 (tinyproxy does) answers HTML.
-        raise ProxyRefused(proxy, status, response.reason, "HTTP_PROXY", "")
+    # OpShift's 401 and 5xx are JSON objects; a proxy asking for credentials with a 401
+    # where RFC 9110 says 407 (tinyproxy does), or failing itself, answers HTML.
+    if (status == 401 or 500 <= status <= 599) and proxy is not None and not _is_json_object(data):
+        raise ProxyRefused(proxy, status, response.reason, "http", "", data)
     return status, data
 
 

@@ -110,7 +110,7 @@ class HTTPConnection(http.client.HTTPConnection):
         finally:
             answer.close()
         if not 200 <= status <= 299:
-            raise ProxyRefused(self.address, status, reason, "HTTPS_PROXY", authority.decode())
+            raise ProxyRefused(self.address, status, reason, "https", authority.decode())
 
     def request(
         self,

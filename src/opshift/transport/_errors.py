@@ -79,8 +79,20 @@ def _through_proxy(reason: BaseException, detail: str) -> str:
 
 
 def _proxy_error(where: str, refused: ProxyRefused) -> OpShiftError:
-    """A proxy's refusal, naming the proxy (never its password); 407 is never retried."""
+    """A proxy's refusal, naming the proxy and the variable that set it (never its
+    password); 407 is never retried, a 5xx page is retried as OpShift's 5xx would be."""
+    from ..errors import ServerError, describe_body
+    from ._proxy import proxy_variable
+
+    variable = proxy_variable(refused.scheme)
     said = f"{refused.status} {refused.reason.strip()[:40]}".rstrip()
+    if 500 <= refused.status <= 599 and not refused.target:
+        return ServerError(
+            f"{where} failed: {said} with {describe_body(refused.body)}, through the proxy "
+            f"{refused.proxy} (from {variable}): the proxy, or OpShift behind it, failed. "
+            f"Retry later; if it lasts, check the proxy, {variable} and NO_PROXY.",
+            status_code=refused.status,
+        )
     # A 401 is raised here only where the proxy gave it: to a CONNECT, or to a forwarded
     # request without OpShift's JSON (tinyproxy answers 401 where RFC 9110 says 407).
     if refused.status in (401, 407):
@@ -88,12 +100,12 @@ def _proxy_error(where: str, refused: ProxyRefused) -> OpShiftError:
         return ProxyAuthenticationError(
             f"{where} failed: the proxy {refused.proxy} answered {said}{html}: it refused the "
             f"credentials it was given, or was given none. Check the user and password in "
-            f"the proxy URL ({refused.variable}); nothing reached OpShift.",
+            f"the proxy URL ({variable}); nothing reached OpShift.",
             status_code=refused.status,
         )
     return NetworkError(
         f"{where} failed: the proxy {refused.proxy} refused to open a tunnel to "
-        f"{refused.target} ({said}). Check {refused.variable} and NO_PROXY; nothing reached "
+        f"{refused.target} ({said}). Check {variable} and NO_PROXY; nothing reached "
         "OpShift."
     )
 

@@ -12,7 +12,14 @@ from urllib.parse import unquote
 
 from ..errors import ConfigurationError
 
-__all__ = ["describe_proxy", "parse_proxy", "proxy_bypass", "proxy_name", "proxy_settings"]
+__all__ = [
+    "describe_proxy",
+    "parse_proxy",
+    "proxy_bypass",
+    "proxy_name",
+    "proxy_settings",
+    "proxy_variable",
+]
 
 
 def parse_proxy(value: str) -> tuple[str | None, str | None, str | None, str]:
@@ -105,10 +112,12 @@ def describe_proxy(url: str, proxies: dict[str, str] | None) -> str | None:
     except ValueError:
         return None
     default = 443 if scheme == "https" else 80
-    return f"the proxy {proxy_name(unquote(hostport), default)} (from {_variable(parts.scheme)})"
+    return (
+        f"the proxy {proxy_name(unquote(hostport), default)} (from {proxy_variable(parts.scheme)})"
+    )
 
 
-def _variable(scheme: str) -> str:
+def proxy_variable(scheme: str) -> str:
     """The environment variable urllib took the ``scheme`` proxy from (lowercase first, as
     urllib reads it), or the system's settings when neither is set."""
     import os
