@@ -31,7 +31,7 @@ from ._ids import id_from
 from .client import OpShift, caller
 from .errors import ConfigurationError, OpShiftError
 from .outbox import Outbox
-from .outbox._outbox import close_budget, refuses_alert
+from .outbox._outbox import close_budget, refused_alert, refuses_alerts
 from .types import Metadata, Severity
 
 __all__ = ["AlertHandler", "SeverityMap"]
@@ -217,13 +217,15 @@ class AlertHandler(logging.Handler):
         group_key = _text.group_key(record.name, str(record.msg), exc_type)
         severity = self._severity(record.levelno)
         key = (group_key, severity)
+        if refuses_alerts(self.outbox):  # full: no alert to build, and nothing to wait for
+            if self._admit(key, build=False) is not None:
+                refused_alert(self.outbox, self.webhook_url)  # else counted on its group
+            return
         admitted = self._admit(key)
         if admitted is None:
             return  # within the group's interval: counted, carried by its next alert
         mark, previous, waited_for = admitted
         try:
-            if refuses_alert(self.outbox, self.webhook_url):  # full: skip building it
-                return
             suppressed = int(previous[1]) if previous is not None else 0
             self._queue(record, exc_type, group_key, severity, suppressed)
         except BaseException:
@@ -259,12 +261,12 @@ class AlertHandler(logging.Handler):
         )
 
     def _admit(
-        self, key: tuple[str, Severity]
+        self, key: tuple[str, Severity], *, build: bool = True
     ) -> tuple[list[float], list[float] | None, bool] | None:
         """Start the group's interval now, before its alert is built (outside the lock), so
         the group's records from other threads meanwhile are counted; None if the group is
         within its interval (this record is counted). Else (the new entry, the one before,
-        whether ``close()`` waits for it: not once it has begun).
+        whether ``close()`` waits for it: not once it has begun, nor when nothing is built).
 
         Holds logging's lock for the handler (renewed in a forked child) only for this.
         """
@@ -276,7 +278,7 @@ class AlertHandler(logging.Handler):
                 previous[1] += 1
                 return None
             mark = self._groups[key] = [now, 0]
-            waited_for = not self._closing
+            waited_for = build and not self._closing
             if waited_for:
                 self._building += 1
             self._groups.move_to_end(key)

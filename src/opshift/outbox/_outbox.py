@@ -232,9 +232,9 @@ class Outbox:
         sender.wake()
         return item_id
 
-    def _refuses_alert(self, webhook_url: str) -> bool:
-        """True (the refusal counted and logged as ``alert`` would) when the last item was
-        refused and an alert would be now: full, no up ping to make room, nothing spilled."""
+    def _refuses_alerts(self) -> bool:
+        """Whether the last item was refused and an alert would be now: full, no up ping
+        to make room, nothing spilled. A hint, counting nothing (``_refused_alert`` counts)."""
         delivery = self._delivery
         store, spill = delivery.store, delivery.spill
         if not self._refusing or store is None or self._sender.closed:
@@ -242,12 +242,13 @@ class Outbox:
         if spill is not None and spill.count():
             return False
         try:
-            if not store.refuses(self.max_pending):
-                return False
+            return store.refuses(self.max_pending)
         except sqlite3.Error:
             return False  # the file's trouble: alert() says what it is
+
+    def _refused_alert(self, webhook_url: str) -> None:
+        """Count (and log, once a minute) an alert refused as ``alert`` would."""
         self._dropped_full(ALERT.name, lambda: caller(self.client).path(ALERT, webhook_url))
-        return True
 
     def _spill_store(self, exc: Exception) -> MemoryStore:
         spill = self._delivery.spill
@@ -385,11 +386,17 @@ def sender(outbox: Outbox) -> Sender:
     return outbox._sender
 
 
-def refuses_alert(outbox: Outbox, webhook_url: str) -> bool:
-    """Whether ``outbox`` is full of alerts, so a new one would be refused (then counted
-    and logged as refused): an AlertHandler skips building an alert that cannot be kept,
-    which in an outage's logging storm is most of a logging call's cost."""
-    return outbox._refuses_alert(webhook_url)
+def refuses_alerts(outbox: Outbox) -> bool:
+    """Whether ``outbox`` is full of alerts, so a new one would be refused: an AlertHandler
+    skips building an alert that cannot be kept, which in an outage's logging storm is
+    most of a logging call's cost. A hint that counts nothing: see ``refused_alert``."""
+    return outbox._refuses_alerts()
+
+
+def refused_alert(outbox: Outbox, webhook_url: str) -> None:
+    """Count an alert for ``webhook_url`` that was not built because ``outbox`` refuses
+    alerts, and log it (once a minute), as ``alert()`` does for one it refuses."""
+    outbox._refused_alert(webhook_url)
 
 
 def close_budget(outbox: Outbox) -> float:
