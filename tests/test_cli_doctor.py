@@ -60,7 +60,7 @@ def test_doctor_passes_against_the_local_server(cli: InProcess, server: OpShiftS
     assert all(line.startswith("ok    ") for line in lines)
     assert f"{server.url} (from OPSHIFT_BASE_URL)" in done.stdout
     assert "from OPSHIFT_SECRET (not shown)" in done.stdout
-    assert server.requests == []
+    assert [(r.method, r.path) for r in server.requests] == [("HEAD", "/")]  # no ping or alert
     assert SECRET not in done.stdout
 
 
@@ -84,6 +84,30 @@ def test_doctor_reports_a_bad_secret_without_showing_it(
     assert found["secret"]["fix"]
     assert found["clock"]["ok"] is True  # the rest still ran
     assert bad not in json.dumps(found) and bad[:8] not in json.dumps(found)
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_doctor_says_a_quoted_secret_is_quoted(
+    cli: InProcess, server: OpShiftServer, quote: str
+) -> None:
+    """A secret pasted with its quotes is named as quoted, with the fix to remove them."""
+    env = {"OPSHIFT_SECRET": f"{quote}{SECRET}{quote}", "OPSHIFT_BASE_URL": server.url}
+    done = cli("doctor", env=env)
+    assert done.returncode == 1
+    line = next(line for line in done.stdout.splitlines() if " secret: " in line)
+    assert line.startswith("FAIL  secret: OPSHIFT_SECRET is wrapped in quotes"), line
+    assert "remove the quotes" in line
+    assert ".;" not in line and SECRET not in done.stdout and SECRET[:8] not in done.stdout
+    code, found = checks(cli, env=env)
+    assert code == 1
+    assert "quotes" in found["secret"]["detail"]
+    assert "remove the quotes" in found["secret"]["fix"]
+
+
+def test_a_failed_check_line_has_no_stray_punctuation() -> None:
+    """A detail ending in a full stop is joined to its fix without ".;"."""
+    check = Check("secret", False, "this one has 66 characters.", "set it")
+    assert check.line() == "FAIL  secret: this one has 66 characters; fix: set it"
 
 
 def test_doctor_reports_a_missing_secret_and_disabled(

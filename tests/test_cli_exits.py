@@ -17,9 +17,24 @@ from opshift.testing import OpShiftServer
 from .helpers import ROOT, SECRET, InProcess, opshift, refused_url, server_env
 
 CLI_DOC = ROOT / "docs" / "cli.md"
-COMMANDS = ["ping", "alert", "run", "outbox", "demo", "serve", "doctor"]
+COMMANDS = ["ping", "alert", "run", "outbox", "demo", "serve", "doctor", "plan"]
 VARIABLES = ["OPSHIFT_SECRET", "OPSHIFT_BASE_URL", "OPSHIFT_DISABLED"]
 PROXIES = ["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"]
+# Every exit status each --help documents, each on a line of its own under "exit status:".
+EXIT_STATUSES = {
+    None: ["0", "1", "2"],
+    "ping": ["0", "1", "2"],
+    "alert": ["0", "1", "2"],
+    "run": ["126", "127", "128+N", "2"],
+    "outbox": ["0", "1", "2"],
+    "demo": ["0", "1", "2"],
+    "serve": ["0", "2"],
+    "doctor": ["0", "1", "2"],
+    "plan": ["0", "2"],
+}
+# The library's names the CLI maps (OPSHIFT_DISABLED is enabled=False; its retries are
+# the default retry_policy), named in configuration.md, cli.md and `opshift --help`.
+LIBRARY_NAMES = ["OPSHIFT_DISABLED", "enabled", "retry_policy"]
 
 
 @pytest.fixture
@@ -171,7 +186,26 @@ def test_help_lists_the_environment_and_exit_status(cli: InProcess, command: str
     assert done.returncode == 0
     for name in [*VARIABLES, *PROXIES, "environment:", "exit status:"]:
         assert name in done.stdout, name
-    assert re.search(r"^  2  usage", done.stdout, re.MULTILINE)
+    statuses = done.stdout.split("exit status:", 1)[1]
+    for status in EXIT_STATUSES[command]:
+        assert re.search(rf"^  {re.escape(status)} +\S", statuses, re.MULTILINE), status
+    assert re.search(r"^  2 +usage", statuses, re.MULTILINE)
+
+
+def test_help_docs_and_configuration_name_enabled_and_retry_policy(cli: InProcess) -> None:
+    """OPSHIFT_DISABLED, enabled and retry_policy are in configuration.md, cli.md and --help."""
+    done = cli("--help")
+    texts = {
+        "opshift --help": done.stdout,
+        "cli.md": CLI_DOC.read_text(encoding="utf-8"),
+        "configuration.md": (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8"),
+    }
+    for where, text in texts.items():
+        for name in LIBRARY_NAMES:
+            assert re.search(rf"\b{name}\b", text), f"{name} not in {where}"
+    for command in ("ping", "alert", "run"):  # the commands that send with the client's retries
+        helped = cli(command, "--help").stdout
+        assert "enabled=False" in helped and "retry_policy" in helped, command
 
 
 def test_the_demo_ignores_proxies(cli: InProcess, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,6 +216,29 @@ def test_the_demo_ignores_proxies(cli: InProcess, monkeypatch: pytest.MonkeyPatc
     done = cli("demo")
     assert done.returncode == 0, done.stderr
     assert "The server checked 5 signatures: 4 valid." in done.stdout
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({"OPSHIFT_BASE_URL": "bogus"}, id="base-url"),
+        pytest.param({"OPSHIFT_SECRET": "not-a-secret"}, id="secret"),
+        pytest.param({"HTTPS_PROXY": "bogus://"}, id="https-proxy"),
+    ],
+)
+def test_the_demo_reads_only_opshift_disabled(cli: InProcess, env: dict[str, str]) -> None:
+    """The demo's own server needs no OPSHIFT_BASE_URL or OPSHIFT_SECRET: bad ones are ignored."""
+    done = cli("demo", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "The server checked 5 signatures: 4 valid." in done.stdout
+
+
+def test_the_demo_says_when_opshift_is_disabled(cli: InProcess) -> None:
+    """With OPSHIFT_DISABLED (and a bad OPSHIFT_BASE_URL) the demo says so and exits 0."""
+    done = cli("demo", env={"OPSHIFT_DISABLED": "1", "OPSHIFT_BASE_URL": "bogus"})
+    assert done.returncode == 0, done.stderr
+    assert "unset OPSHIFT_DISABLED" in done.stderr
+    assert done.stdout == ""
 
 
 def test_a_failing_demo_step_says_why(cli: InProcess, monkeypatch: pytest.MonkeyPatch) -> None:

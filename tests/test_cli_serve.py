@@ -46,7 +46,10 @@ class Serving:
     def line_matching(self, pattern: str) -> re.Match[str]:
         """The next line matching ``pattern``, waiting at most WAIT seconds for it."""
         while True:
-            line = self.lines.get(timeout=WAIT)
+            try:
+                line = self.lines.get(timeout=WAIT)
+            except queue.Empty:
+                raise AssertionError(f"no {pattern!r} in {WAIT} s: {self.seen}") from None
             if line is None:
                 raise AssertionError(f"serve ended before {pattern!r}: {self.seen}")
             self.seen.append(line)
@@ -104,6 +107,57 @@ def test_serve_never_prints_a_given_secret(serving: list[Serving]) -> None:
     assert serve.stop(signal.SIGTERM) == 0
     out = "\n".join(serve.seen) + (serve.process.communicate()[0] or "")
     assert SECRET not in out
+
+
+def test_serve_prints_a_line_for_every_method(serving: list[Serving]) -> None:
+    """HEAD and methods OpShift has no use for get an answer and a line each, as POSTs do."""
+    import http.client
+
+    serve = Serving()
+    serving.append(serve)
+    host, port = serve.line_matching(r"listening on http://([\d.]+):(\d+)$").groups()
+    connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
+    try:
+        for method, path in [("HEAD", "/api/ping/w"), ("BREW", "/coffee"), ("HEAD", "/")]:
+            connection.request(method, path)
+            response = connection.getresponse()
+            body = response.read()
+            assert response.status in (404, 405), (method, response.status)
+            assert (body == b"") == (method == "HEAD"), body  # HEAD: headers only
+    finally:
+        connection.close()
+    assert serve.line_matching(r"^HEAD ").string == (
+        "HEAD /api/ping/w  no signature  -> 405 Method not allowed"
+    )
+    assert serve.line_matching(r"^BREW ").string == "BREW /coffee  no signature  -> 404 Not found"
+    assert serve.line_matching(r"^HEAD ").string == "HEAD /  no signature  -> 404 Not found"
+    assert serve.stop(signal.SIGINT) == 0
+    serve.line_matching(r"^stopped after 3 request\(s\)$")
+
+
+def test_serve_prints_a_line_for_a_request_it_refuses_unread(serving: list[Serving]) -> None:
+    """A malformed request, a bad or too big Content-Length: a JSON error and a line each."""
+    import socket
+
+    serve = Serving()
+    serving.append(serve)
+    host, port = serve.line_matching(r"listening on http://([\d.]+):(\d+)$").groups()
+    sent = [
+        (b"POST /api/ping/w HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", b"Payload too large"),
+        (b"POST /api/ping/w HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"Invalid Content-Length"),
+        (b"nonsense\r\n\r\n", b"Bad request syntax"),
+    ]
+    for request, error in sent:
+        with socket.create_connection((host, int(port)), timeout=WAIT) as connection:
+            connection.sendall(request)
+            answer = b"".join(iter(lambda: connection.recv(4096), b""))  # closed after it
+        assert b'{"error": "' + error in answer, answer
+    assert serve.line_matching(r"-> 413").string == (
+        "POST /api/ping/w  no signature  -> 413 Payload too large"
+    )
+    assert serve.line_matching(r"-> 400").string.endswith("-> 400 Invalid Content-Length")
+    assert "-> 400 Bad request syntax ('nonsense')" in serve.line_matching(r"-> 400").string
+    assert serve.stop(signal.SIGINT) == 0
 
 
 def test_serve_rejects_a_malformed_secret_flag() -> None:

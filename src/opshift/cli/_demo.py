@@ -3,7 +3,9 @@
 A show, not a tool: it needs no account, makes a throwaway secret (safe to print, unlike a
 real one), and writes each request, response and signature check to the stream it is given.
 It talks straight to its own loopback server (``LoopbackTransport``): the user's proxy
-settings are for reaching OpShift, not 127.0.0.1. A step that fails says why.
+settings are for reaching OpShift, not 127.0.0.1. It reads OPSHIFT_DISABLED alone (every
+client it builds is given its secret, base_url and transport, so OPSHIFT_SECRET and
+OPSHIFT_BASE_URL play no part). A step that fails says why.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import secrets
 import sys
 
+from .._config import disabled_by_environment
 from ..client import OpShift
 from ..errors import OpShiftError
 from ..testing import OpShiftServer
@@ -27,14 +30,16 @@ DEMO_METADATA = {"batch": 1247, "durationMs": 832}
 
 def demo(out: TextIO) -> int:
     """Ping and alert an embedded local OpShift, printing what goes over the wire."""
-    secret = secrets.token_hex(32)  # throwaway: printing it is safe, unlike a real one
-    if not OpShift(secret).enabled:
+    # OPSHIFT_DISABLED alone: OpShift(secret).enabled would read OPSHIFT_BASE_URL too, and
+    # every client below is given its secret, base_url and transport.
+    if disabled_by_environment():
         print(
             "opshift: OpShift is disabled (OPSHIFT_DISABLED is set), so the demo would send "
             "nothing; unset OPSHIFT_DISABLED to watch it.",
             file=sys.stderr,
         )
         return 0
+    secret = secrets.token_hex(32)  # throwaway: printing it is safe, unlike a real one
     with OpShiftServer(secret) as server:
         server.add_monitor("payments-worker", "Payments worker")
         server.add_webhook("deploy-failures", default_severity="sev2")

@@ -51,7 +51,9 @@ class Check:
     def line(self) -> str:
         if self.ok:
             return f"ok    {self.name}: {self.detail}"
-        return f"FAIL  {self.name}: {self.detail}" + (f"; fix: {self.fix}" if self.fix else "")
+        if not self.fix:
+            return f"FAIL  {self.name}: {self.detail}"
+        return f"FAIL  {self.name}: {self.detail.rstrip('.')}; fix: {self.fix}"
 
 
 def doctor(args: argparse.Namespace) -> int:
@@ -119,6 +121,16 @@ def _secret_check() -> Check:
             False,
             "OPSHIFT_SECRET is not set",
             "set OPSHIFT_SECRET to the team's webhook secret (Settings > Webhook Secret)",
+        )
+    value = os.environ["OPSHIFT_SECRET"].strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return Check(
+            "secret",
+            False,
+            f"OPSHIFT_SECRET is wrapped in quotes ({value[0]}...{value[0]}): they are part of "
+            f"its value, {len(value)} characters instead of the secret's 64",
+            "remove the quotes around the value where OPSHIFT_SECRET is set (a shell removes "
+            "them; a file read without one, such as docker run --env-file's, keeps them)",
         )
     try:
         check_secret(None)

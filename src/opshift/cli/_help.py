@@ -10,9 +10,15 @@ __all__ = ["EPILOGS", "for_the_shell"]
 _SENDING_ENVIRONMENT = """environment:
   OPSHIFT_SECRET    the team's webhook secret (64 hex characters); required to send
   OPSHIFT_BASE_URL  OpShift's address (default https://www.opshift.io); --base-url wins
-  OPSHIFT_DISABLED  1, true or yes: check the call but send nothing
+  OPSHIFT_DISABLED  1, true or yes: check the call but send nothing (the CLI's form of
+                    the library's enabled=False; there is no flag for it)
   HTTPS_PROXY, HTTP_PROXY, NO_PROXY
                     the proxy to reach OpShift through, and the hosts reached directly
+"""
+_RETRIES = """retries:
+  a network error or a 500/502/503/504 is retried up to 2 times, with exponential backoff,
+  all within --timeout: the library's default retry_policy (max_retries=2,
+  retry_backoff=0.5); no flag changes it. 4xx answers are never retried.
 """
 _SENDING_EXITS = """exit status:
   0  sent (or OPSHIFT_DISABLED: checked, nothing sent)
@@ -21,6 +27,8 @@ _SENDING_EXITS = """exit status:
 """
 
 _TOP = f"""{_SENDING_ENVIRONMENT}
+{_RETRIES}  `outbox --flush` sends each item once per try instead, backing off as the Outbox does.
+
 exit status:
   0  success
   1  OpShift refused the call or could not be reached; `doctor` found a problem;
@@ -38,6 +46,7 @@ _PING = f"""examples:
   opshift ping nightly-etl -q || echo "ping failed with status $?"
 
 {_SENDING_ENVIRONMENT}
+{_RETRIES}
 {_SENDING_EXITS}"""
 
 _ALERT = f"""examples:
@@ -47,6 +56,7 @@ _ALERT = f"""examples:
       --metadata '{{"commit": "a1b2c3"}}'
 
 {_SENDING_ENVIRONMENT}
+{_RETRIES}
 {_SENDING_EXITS}"""
 
 _RUN = f"""examples:
@@ -58,9 +68,13 @@ with the duration and the last lines of stderr. Output streams through unchanged
 opshift exits with the command's own status whatever happens to the ping.
 
 {_SENDING_ENVIRONMENT}
+{_RETRIES}
 exit status:
-  the command's own: 128+N if killed by signal N, 127 not found, 126 not executable
-  2  usage error (a bad flag, --metadata or --group-key): the command did not run
+  the command's own, whatever happens to the ping (0 when it succeeded), and:
+  126    the command is not executable (said on stderr)
+  127    the command was not found (said on stderr)
+  128+N  the command was killed by signal N
+  2      usage error (a bad flag, --metadata or --group-key): the command did not run
 """
 
 _OUTBOX = f"""examples:
@@ -73,6 +87,9 @@ delivers it and exits 0 when the outbox is empty, 1 when items are left (OpShift
 unreachable, backing off, or being sent by another process).
 
 {_SENDING_ENVIRONMENT}(all read by --flush only)
+
+--flush sends each item once per try, backing off between tries as the Outbox does (not
+the client's retry_policy), until everything is delivered or --timeout is up.
 
 exit status:
   0  listed; with --flush, everything delivered
@@ -103,8 +120,9 @@ _SERVE = """examples:
   opshift serve --port 8080
 
 Serves a local OpShift-compatible API in the foreground: monitors and webhooks are
-created on first use, every signature is checked, and one line per request is printed
-(method, path, signature valid or not, the status answered) until Ctrl-C or SIGTERM.
+created on first use, every signature is checked, and one line per request, whatever its
+method, is printed (method, path, signature valid or not, the status answered) until
+Ctrl-C or SIGTERM.
 Paste the printed `export` line in another shell, then run opshift ping or alert there.
 
 environment:
@@ -148,7 +166,8 @@ It warns about schedules faster than OpShift's ping limit, irregular gaps, and t
 shared by two entries. Nothing is sent.
 
 environment:
-  none of the OPSHIFT_ variables: nothing is sent (the app itself may read its own)
+  OPSHIFT_SECRET, OPSHIFT_BASE_URL, OPSHIFT_DISABLED, HTTPS_PROXY, HTTP_PROXY, NO_PROXY
+                    not read: nothing is sent (the app it loads may read its own)
 
 exit status:
   0  printed

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 from .._config import check_secret
 from ..errors import ConfigurationError
@@ -39,10 +40,10 @@ def serve(args: argparse.Namespace) -> int:
     secret, source = _secret(args.secret)
     shown = 0
 
-    def show(request: RecordedRequest) -> None:
+    def show(request: RecordedRequest) -> None:  # the model calls it under its lock
         nonlocal shown
         shown += 1
-        print(request_line(request), flush=True)
+        _say(request_line(request))
 
     try:
         server = OpShiftServer(
@@ -67,14 +68,16 @@ def serve(args: argparse.Namespace) -> int:
         signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
     }
     try:
+        # Before serving starts (the socket listens already: a client waits in its
+        # backlog), so no request's line can land inside the introduction.
+        _introduce(server.url, secret, source)
         with server:
-            _introduce(server.url, secret, source)
             while not stop.wait(1.0):  # the handlers set it; the timeout only re-checks
                 pass
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    print(f"stopped after {shown} request(s)", flush=True)
+    _say(f"stopped after {shown} request(s)")
     return 0
 
 
@@ -120,12 +123,18 @@ def _introduce(url: str, secret: str, source: str) -> None:
         export = f"export OPSHIFT_BASE_URL={url}" + (
             "  # and OPSHIFT_SECRET=the value given with --secret" if source == "--secret" else ""
         )
-    print(
+    _say(
         f"OpShift-compatible server listening on {url}\n"
         f"secret: {shown}\n"
         "Monitors and webhooks are created on first use. In another shell:\n"
         f"  {export}\n"
         "  opshift ping payments-worker\n"
-        "Ctrl-C stops it. Requests:",
-        flush=True,
+        "Ctrl-C stops it. Requests:"
     )
+
+
+def _say(text: str) -> None:
+    """Write ``text`` and its newline in one write, flushed: ``print`` writes the newline
+    apart, so with PYTHONUNBUFFERED another thread's line could land between them."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()

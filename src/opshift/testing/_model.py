@@ -152,6 +152,18 @@ class Model:
                 self.on_request(recorded)  # under the lock: one at a time, in order
             return status, data, ctype
 
+    def refused(self, method: str, path: str, status: int, error: str) -> Response:
+        """Record a request the HTTP layer answered itself, unread (a malformed request
+        line, a bad or too large Content-Length), as ``handle`` records one; its answer."""
+        data = json.dumps({"error": error}).encode("utf-8")
+        with self._lock:
+            recorded = RecordedRequest(method, path, {}, b"", False, status, data)
+            if self.keep_requests:
+                self.requests.append(recorded)
+            if self.on_request is not None:
+                self.on_request(recorded)
+        return status, data, "application/json"
+
     def fail_next(
         self,
         status: int = 503,

@@ -144,20 +144,23 @@ def _handler_for(server: OpShiftServer) -> type[BaseHTTPRequestHandler]:
             super().setup()
             server._connected()
 
-        def do_POST(self) -> None:
-            self._answer()
-
-        def do_GET(self) -> None:
-            self._answer()
-
-        def do_PUT(self) -> None:
-            self._answer()
+        def __getattr__(self, name: str) -> Callable[[], None]:
+            # http.server looks up do_<METHOD>: every method is the model's to answer (a
+            # HEAD from a probe too), so each is recorded and reaches on_request.
+            if name.startswith("do_"):
+                return self._answer
+            raise AttributeError(name)
 
         def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self.send_error(400, "Invalid Content-Length")
+                return
             if length > MAX_REQUEST_BYTES:
-                self._send(413, b'{"error": "Payload too large"}', "application/json")
-                self.close_connection = True
+                self.send_error(413, "Payload too large")
                 return
             body = self.rfile.read(length) if length else b""
             status, data, ctype = server.model.handle(
@@ -170,7 +173,19 @@ def _handler_for(server: OpShiftServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            # Refused before the model could read it (a malformed request line, headers too
+            # long, a bad or too large body): OpShift's JSON error, recorded like the rest.
+            self.close_connection = True  # what is left of the request is not read
+            reason = message or self.responses.get(code, ("Error",))[0]
+            method = getattr(self, "command", None) or "-"
+            path = getattr(self, "path", None) or "-"
+            self._send(*server.model.refused(method, path, code, reason))
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # Tests read server.requests; stderr noise helps nobody.
