@@ -249,10 +249,10 @@ class Reporter:
             if self.gate is not None:
                 self._through_gate(run, self.gate)
                 return
-            state = self._token(run.token)
+            state = self._tokens.get(run.token) or self._token(run.token)
             state.latest = run
             next(state.arrivals)
-            if _due(state):
+            if state.handle is not None:  # _due(), inlined: every coalesced run passes here
                 return  # an up is already due: it counts this run when it is sent
             with state.lock:
                 if _due(state):  # again, now under the lock
