@@ -244,22 +244,23 @@ class Instrumentation:
         scheduled time when its submission is not announced yet (the scheduler announces a
         pass's submissions once the pass is over: a quick run can end first)."""
         when = event.scheduled_run_time
-        key = (event.job_id, when)
-        begun = self._started.pop(key, None)
+        begun = self._start_of((event.job_id, when))
         if begun is not None:
             duration_ms = round((self.reporter.clock() - begun) * 1000)
         else:
-            self._note_ended(key)
             seconds = time.time() - when.timestamp()  # a datetime subtraction costs twice
             duration_ms = max(0, round(seconds * 1000))
         return Run(token, str(event.job_id), None, 1, duration_ms, None, None, when)
 
-    def _note_ended(self, key: _Key) -> None:
-        """A run ended before its submission was announced: that announcement must not
-        start a run that will never end."""
-        if len(self._ended) > self.kept:
-            self._ended.clear()
-        self._ended[key] = None
+    def _start_of(self, key: _Key) -> float | None:
+        """When the run ``key`` was submitted (forgotten now), or None if its submission is
+        not announced yet: then it is noted as ended, so the announcement starts nothing."""
+        begun = self._started.pop(key, None)
+        if begun is None:
+            if len(self._ended) > self.kept:
+                self._ended.clear()
+            self._ended[key] = None
+        return begun
 
     def _errored(self, token: str, event: Any) -> None:
         exc = event.exception  # always set on EVENT_JOB_ERROR
@@ -273,9 +274,7 @@ class Instrumentation:
 
     def _missed(self, token: str, event: Any) -> None:
         when = event.scheduled_run_time
-        key = (event.job_id, when)  # a late run of a batch was submitted with the others
-        if self._started.pop(key, None) is None:
-            self._note_ended(key)
+        self._start_of((event.job_id, when))  # a late run of a batch was submitted with the others
         run = Run(token=token, task=str(event.job_id), scheduled=when)
         self.reporter.failed(run, Failure(f"missed the {run_label(when)} run", "MissedRun"))
 
