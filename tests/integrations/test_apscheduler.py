@@ -3,8 +3,10 @@ listener's pings recorded. Every wait is on a scheduler event, with a deadline."
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -225,6 +227,41 @@ def test_ups_are_spaced_and_counted(
     clock.advance(7.5)
     assert timer.run_due() == 1
     assert pinger.pings("tick")[1]["metadata"]["runs"] == 2
+
+
+def test_a_held_up_carries_the_latest_run_and_keeps_no_return_value(
+    scheduler: Any, pinger: RecordingPinger, clock: Clock, timer: ManualTimer
+) -> None:
+    """Runs held by the spacing: the up carries the latest one's duration; the jobs'
+    return values are not kept alive for it (the run is made when the up is sent)."""
+    opshift_aps.instrument(scheduler, pinger, monitors={"tick": "tick"}, clock=clock, timer=timer)
+    seen = Seen(scheduler)
+    submitted = threading.Semaphore(0)
+    scheduler.add_listener(lambda _: submitted.release(), events.EVENT_JOB_SUBMITTED)
+    results: list[weakref.ref[Result]] = []
+
+    def job(seconds: float) -> Result:
+        assert submitted.acquire(timeout=DEADLINE)  # its start is noted: durations are exact
+        clock.advance(seconds)
+        result = Result()
+        results.append(weakref.ref(result))
+        return result
+
+    scheduler.start()
+    for count, seconds in enumerate((1.0, 2.0, 3.0), 1):
+        scheduler.add_job(job, "date", run_date=_now(), id="tick", args=[seconds])
+        seen.wait(events.EVENT_JOB_EXECUTED, count)
+    gc.collect()
+    assert [ref() for ref in results] == [None, None, None]
+    clock.advance(7.5)
+    assert timer.run_due() == 1
+    first, held = pinger.pings("tick")
+    assert first["metadata"]["durationMs"] == 1000
+    assert held["metadata"]["durationMs"] == 3000 and held["metadata"]["runs"] == 2
+
+
+class Result:
+    """A job's return value (weakly referenced)."""
 
 
 def test_jobs_not_matched_send_nothing_and_a_callable_maps_ids(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 import pytest
 
@@ -93,6 +94,38 @@ def test_ups_for_one_token_are_spaced_and_the_count_rides_on_the_next() -> None:
     assert held["metadata"]["runs"] == 2 and held["metadata"]["durationMs"] == 5
     reporter.succeeded(_run(to="other"))  # another token is not held back
     assert len(pinger.pings("other")) == 1
+
+
+def test_a_run_given_as_its_maker_is_made_only_when_its_up_is_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """succeeded_later: a counted run's maker is never called; the sent up's is, once."""
+    reporter, pinger, clock, timer = _reporter()
+    made: list[int] = []
+
+    def maker(duration_ms: int) -> Callable[[], Run]:
+        def make() -> Run:
+            made.append(duration_ms)
+            return _run(duration_ms=duration_ms)
+
+        return make
+
+    reporter.succeeded_later("nightly", maker(1))
+    reporter.succeeded_later("nightly", maker(2))
+    reporter.succeeded_later("nightly", maker(3))
+    assert made == [1]
+    clock.advance(7.5)
+    assert timer.run_due() == 1
+    assert made == [1, 3]
+    assert pinger.pings("nightly")[1]["metadata"]["durationMs"] == 3
+
+    def broken() -> Run:
+        raise RuntimeError("no run")
+
+    with caplog.at_level(logging.WARNING, logger="opshift"):
+        reporter.succeeded_later("broken", broken)
+    assert "Could not report a run to OpShift as up on 'broken'" in caplog.text
+    assert "no run" in caplog.text
 
 
 def test_a_down_is_never_held_and_cancels_a_held_up() -> None:

@@ -29,6 +29,7 @@ import time
 import traceback
 import weakref
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import _log
@@ -45,6 +46,7 @@ __all__ = ["Instrumentation", "instrument", "instrumentation", "run_label"]
 _GONE = object()
 _INSTRUMENTED: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
 _Key = tuple[str, datetime]  # (job id, scheduled run time)
+_End = Callable[[str, Any, Callable[[], Run]], None]  # (token, event, the run's maker)
 
 
 def instrument(
@@ -131,7 +133,7 @@ class Instrumentation:
         self._warned: set[str] = set()  # tokens already warned about
         self._owners: dict[str, str] = {}  # token -> the first job id seen with it
         self._tokens: dict[str, str | None] = {}  # job id -> token, looked up once
-        self._listener = self._listener_for({})  # connect() makes the real one
+        self._listener = self._listener_for({}, {})  # connect() makes the real one
         self._connected = False
 
     def token(self, job_id: str) -> str | None:
@@ -161,16 +163,18 @@ class Instrumentation:
         """Add the listener (``instrument`` calls this once)."""
         from apscheduler import events  # type: ignore[import-untyped]
 
-        handlers: dict[int, Callable[[str, Any], None]] = {  # the listener does the others
-            events.EVENT_JOB_ADDED: _nothing,  # token() warns of a shared token
+        ends: dict[int, _End] = {  # a run over or never run; the listener does EXECUTED
             events.EVENT_JOB_ERROR: self._errored,
             events.EVENT_JOB_MISSED: self._missed,
+        }
+        others: dict[int, Callable[[str, Any], None]] = {
+            events.EVENT_JOB_ADDED: _nothing,  # token() warns of a shared token
             events.EVENT_JOB_MAX_INSTANCES: self._skipped,
         }
         mask = events.EVENT_JOB_SUBMITTED | events.EVENT_JOB_EXECUTED
-        for code in handlers:
+        for code in [*ends, *others]:
             mask |= code
-        self._listener = self._listener_for(handlers)
+        self._listener = self._listener_for(ends, others)
         self.scheduler.add_listener(self._listener, mask)
         self._connected = True
         try:
@@ -191,27 +195,35 @@ class Instrumentation:
             del _INSTRUMENTED[self.scheduler]
 
     def _listener_for(
-        self, handlers: dict[int, Callable[[str, Any], None]]
+        self, ends: dict[int, _End], others: dict[int, Callable[[str, Any], None]]
     ) -> Callable[[Any], None]:
         """The one listener: one event in, at most one ping (and alert) out. The
         scheduler's mask check passes it only a run's submission and end, and the events
-        in ``handlers``.
+        in ``ends`` (a run over or never run) and ``others``.
 
         Every run brings two events, its submission and its end: those two are handled
-        with no further call but ``_run`` and the core's, as the bar of 1.10x a no-op
-        job's cost (about 40 us) leaves about 4 us for both and the dispatch.
+        inline, with one call to the core, and a run that an ``up`` already due only
+        counts is never made (``_run``): the bar of 1.10x a no-op job's cost (about 40 us)
+        leaves about 4 us for both, and the scheduler's dispatch to a listener takes
+        about 1 (benchmarks/apscheduler_overhead.py).
         """
         from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_SUBMITTED  # type: ignore[import-untyped]
 
         tokens, token_of, started, ended = self._tokens, self.token, self._started, self._ended
-        clock, succeeded, run_of = self.reporter.clock, self.reporter.succeeded, self._run
+        clock, succeeded, run_of = self.reporter.clock, self.reporter.succeeded_later, self._run
+        wall = time.time
+        over = EVENT_JOB_EXECUTED
+        for code in ends:
+            over |= code
 
         def listen(event: Any) -> None:
             try:
                 job_id = event.job_id
-                token = tokens[job_id] if job_id in tokens else token_of(str(job_id))
-                if token is None:
-                    return
+                token = tokens.get(job_id)
+                if token is None:  # not monitored, or not looked up yet
+                    token = None if job_id in tokens else token_of(str(job_id))
+                    if token is None:
+                        return
                 code = event.code
                 if code == EVENT_JOB_SUBMITTED:
                     # No lock: the executor's threads would queue on it (measured: 4x the
@@ -224,12 +236,24 @@ class Instrumentation:
                             started[job_id, when] = now
                     if len(started) > self.kept:
                         started.clear()
-                elif code == EVENT_JOB_EXECUTED:
-                    succeeded(run_of(token, event))
+                elif code & over:
+                    when = event.scheduled_run_time
+                    begun = started.pop((job_id, when), None)
+                    if begun is not None:
+                        run = partial(run_of, token, job_id, when, begun, clock())
+                    else:  # its submission is not announced yet: it will start nothing
+                        if len(ended) > self.kept:
+                            ended.clear()
+                        ended[job_id, when] = None
+                        run = partial(run_of, token, job_id, when, None, wall())
+                    if code == EVENT_JOB_EXECUTED:
+                        succeeded(token, run)
+                    else:
+                        ends[code](token, event, run)
                 else:
-                    handler = handlers.get(code)
-                    if handler is not None:
-                        handler(token, event)
+                    other = others.get(code)
+                    if other is not None:
+                        other(token, event)
             except Exception as error:
                 _log.logger().warning("Could not report an APScheduler job's run: %s", error)
 
@@ -239,30 +263,21 @@ class Instrumentation:
         """Take one scheduler event as the listener does (a testing seam)."""
         self._listener(event)
 
-    def _run(self, token: str, event: Any) -> Run:
-        """The run an execution event ends: its duration from its submission, or from its
-        scheduled time when its submission is not announced yet (the scheduler announces a
-        pass's submissions once the pass is over: a quick run can end first)."""
-        when = event.scheduled_run_time
-        begun = self._start_of((event.job_id, when))
+    @staticmethod
+    def _run(token: str, job_id: Any, when: datetime, begun: float | None, ended: float) -> Run:
+        """Make the Run of a run that has ended, when it is needed (most runs in a burst are
+        only counted): its duration from its submission, ``begun`` and ``ended`` on the
+        reporter's clock; or, with ``begun`` None, from its scheduled time, ``ended`` in
+        epoch seconds, when its submission is not announced yet (the scheduler announces a
+        pass's submissions once the pass is over: a quick run can end first). Not given the
+        event itself: it holds the job's return value, which is not ours to keep alive."""
         if begun is not None:
-            duration_ms = round((self.reporter.clock() - begun) * 1000)
+            duration_ms = round((ended - begun) * 1000)
         else:
-            seconds = time.time() - when.timestamp()  # a datetime subtraction costs twice
-            duration_ms = max(0, round(seconds * 1000))
-        return Run(token, str(event.job_id), None, 1, duration_ms, None, None, when)
+            duration_ms = max(0, round((ended - when.timestamp()) * 1000))
+        return Run(token, str(job_id), None, 1, duration_ms, None, None, when)
 
-    def _start_of(self, key: _Key) -> float | None:
-        """When the run ``key`` was submitted (forgotten now), or None if its submission is
-        not announced yet: then it is noted as ended, so the announcement starts nothing."""
-        begun = self._started.pop(key, None)
-        if begun is None:
-            if len(self._ended) > self.kept:
-                self._ended.clear()
-            self._ended[key] = None
-        return begun
-
-    def _errored(self, token: str, event: Any) -> None:
+    def _errored(self, token: str, event: Any, run: Callable[[], Run]) -> None:
         exc = event.exception  # always set on EVENT_JOB_ERROR
         frames = event.traceback if isinstance(event.traceback, str) else ""
         text = (
@@ -270,11 +285,12 @@ class Instrumentation:
             + frames
             + "".join(traceback.format_exception_only(type(exc), exc))
         )
-        self.reporter.failed(self._run(token, event), failure_of(exc, text))
+        self.reporter.failed(run(), failure_of(exc, text))
 
-    def _missed(self, token: str, event: Any) -> None:
+    def _missed(self, token: str, event: Any, _: Callable[[], Run]) -> None:
+        """A run of a batch that was submitted with the others but was too late to start:
+        ``down``, with no duration."""
         when = event.scheduled_run_time
-        self._start_of((event.job_id, when))  # a late run of a batch was submitted with the others
         run = Run(token=token, task=str(event.job_id), scheduled=when)
         self.reporter.failed(run, Failure(f"missed the {run_label(when)} run", "MissedRun"))
 
