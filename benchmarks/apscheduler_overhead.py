@@ -1,14 +1,15 @@
-"""APScheduler overhead: no-op jobs through two BackgroundSchedulers, one instrumented
-with an Outbox for the whole run (as an application does at start-up), one plain.
+"""APScheduler overhead: no-op jobs through BackgroundSchedulers, one instrumented with
+an Outbox for the whole run (as an application does at start-up), one plain.
 
-A trial runs 2,000 jobs each way, in rounds of 200 that alternate between the two
-schedulers (the order flips every pair), so drift on a noisy machine hits both alike. A
-round adds its jobs to the paused scheduler (``date`` jobs due now), resumes it and ends
+A trial runs 2,000 jobs each way, in rounds of 200 that alternate between the schedulers
+(each goes first, second and last in turn), so drift on a noisy machine hits all alike; a
+third scheduler, plain too, measures that noise (its ratio to the plain one). A round adds
+its jobs to the paused scheduler (``date`` jobs due now), resumes it and ends
 when the last run's ``EVENT_JOB_EXECUTED`` has been seen; the adds are timed apart (the
 instrumented scheduler looks up each new job id's token as it is added). The figures: the
-median of all the pairs' ratios (target: at most 1.10x), each trial's median (on a
-2-core machine one trial's figure moves by several percent from run to run, hence eight
-trials by default) and the median added microseconds per job.
+median of all the pairs' ratios (target: at most 1.10x), the range of the trials' own
+medians (on a 2-core machine one trial's figure moves by several percent from run to
+run, hence 30 trials by default) and the median added microseconds per job.
 The Outbox keeps its items in a SQLite file and delivers them to a local OpShift in the
 background; every job maps to one token, so most ``up`` pings are coalesced (one per
 7.5 s), as they would be.
@@ -17,7 +18,7 @@ Instrumenting once matters: a fresh instrumentation sends its first ``up`` at on
 earlier version of this benchmark, which instrumented anew for each round, timed a SQLite
 commit and a rate-limited delivery per 200 jobs that an application pays every 7.5 s.
 
-    python benchmarks/apscheduler_overhead.py [--jobs 2000] [--rounds 10] [--trials 8]
+    python benchmarks/apscheduler_overhead.py [--jobs 2000] [--rounds 10] [--trials 30]
 """
 
 from __future__ import annotations
@@ -91,47 +92,58 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000, help="jobs each way a trial (2000)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds each way a trial (10)")
-    parser.add_argument("--trials", type=int, default=8, help="trials (default 8)")
+    parser.add_argument("--trials", type=int, default=30, help="trials (default 30)")
     options = parser.parse_args()
     per_round: int = options.jobs // options.rounds
 
-    adds: dict[str, list[float]] = {"plain": [], "outbox": []}
-    runs: dict[str, list[float]] = {"plain": [], "outbox": []}
-    trials: list[float] = []  # each trial's median ratio
+    names = ("plain", "control", "outbox")
+    adds: dict[str, list[float]] = {name: [] for name in names}
+    runs: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as folder, OpShiftServer(SECRET, auto_create=True) as srv:
         outbox = Outbox(OpShift(SECRET, base_url=srv.url), Path(folder) / "outbox.sqlite3")
-        ways = {"plain": _Scheduler(), "outbox": _Scheduler()}
+        ways = {name: _Scheduler() for name in names}
         handle = opshift_aps.instrument(
             ways["outbox"].scheduler, outbox, monitors={"bench-*": "bench"}
         )
         for way in ways.values():
             way.count_runs()
             way.round(per_round)  # warm-up: imports, threads, the SQLite file, the first up
-        for _ in range(options.trials):
-            first = len(runs["plain"])
-            for n in range(options.rounds):
-                for name in ("plain", "outbox") if n % 2 else ("outbox", "plain"):
-                    add, run = ways[name].round(per_round)
-                    adds[name].append(add)
-                    runs[name].append(run)
-            trial = zip(runs["outbox"][first:], runs["plain"][first:])
-            trials.append(statistics.median(i / p for i, p in trial))
+        for n in range(options.trials * options.rounds):
+            order = names[n % 3 :] + names[: n % 3]  # each first, second and last in turn
+            for name in reversed(order) if n // 3 % 2 else order:
+                add, run = ways[name].round(per_round)
+                adds[name].append(add)
+                runs[name].append(run)
         handle.uninstrument()
         for way in ways.values():
             way.scheduler.shutdown()
         outbox.close()
         pings = len(srv.requests)
-    ratios = [i / p for i, p in zip(runs["outbox"], runs["plain"])]
+
+    def ratios(name: str) -> list[float]:
+        return [i / p for i, p in zip(runs[name], runs["plain"])]
+
+    def trials(name: str) -> str:
+        block = options.rounds  # a trial's rounds are consecutive
+        each = [
+            statistics.median(ratios(name)[t : t + block]) for t in range(0, len(runs[name]), block)
+        ]
+        return f"trials {min(each):.3f}x to {max(each):.3f}x"
+
     added = [i - p for i, p in zip(runs["outbox"], runs["plain"])]
     print(f"APScheduler {version('apscheduler')}: {options.trials} trials, {options.jobs} jobs "
-          f"each way in {options.rounds} alternating rounds; {pings} pings sent")  # fmt: skip
-    print(f"plain scheduler:     {statistics.median(runs['plain']) * 1e6:8.1f} us/job to run, "
-          f"{statistics.median(adds['plain']) * 1e6:6.1f} to add")  # fmt: skip
-    print(f"instrumented+Outbox: {statistics.median(runs['outbox']) * 1e6:8.1f} us/job to run, "
-          f"{statistics.median(adds['outbox']) * 1e6:6.1f} to add")  # fmt: skip
-    print("trials: " + " ".join(f"{t:.3f}x" for t in trials))
-    print(f"runs: ratio {statistics.median(ratios):.3f}x (median of pairs; target <= 1.10x), "
-          f"added {statistics.median(added) * 1e6:+.1f} us per job")  # fmt: skip
+          f"each way in {options.rounds} rounds; {pings} pings sent")  # fmt: skip
+    for name, label in (
+        ("plain", "plain"),
+        ("control", "plain, again"),
+        ("outbox", "instrumented"),
+    ):
+        print(f"{label + ':':14}{statistics.median(runs[name]) * 1e6:7.1f} us/job to run, "
+              f"{statistics.median(adds[name]) * 1e6:6.1f} to add")  # fmt: skip
+    print(f"control: ratio {statistics.median(ratios('control')):.3f}x ({trials('control')}): "
+          "the noise, plain against plain")  # fmt: skip
+    print(f"runs: ratio {statistics.median(ratios('outbox')):.3f}x ({trials('outbox')}; "
+          f"target <= 1.10x), added {statistics.median(added) * 1e6:+.1f} us per job")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -199,18 +199,24 @@ def test_duration_counts_from_the_submission(
     assert pinger.pings("slow")[0]["metadata"]["durationMs"] == 2500
 
 
-def test_a_run_that_ends_before_its_submission_is_announced(pinger: RecordingPinger) -> None:
-    """A run's end before its submission event: duration from its scheduled time, no leftover."""
+def test_a_run_that_ends_before_its_submission_is_announced(
+    pinger: RecordingPinger, clock: Clock, timer: ManualTimer
+) -> None:
+    """A run's end before its submission event: duration from its scheduled time, also
+    when its held up is made after that late announcement."""
     scheduler = BackgroundScheduler(timezone="UTC")
-    handle = opshift_aps.instrument(scheduler, pinger, monitors={"quick": "quick"})
-    when = _now() - timedelta(seconds=1.5)
-    executed = events.JobExecutionEvent(events.EVENT_JOB_EXECUTED, "quick", "default", when)
-    handle.listen(executed)
-    handle.listen(events.JobSubmissionEvent(events.EVENT_JOB_SUBMITTED, "quick", "default", [when]))
-    handle.listen(executed)  # as if run again: still no start known for it
-    handle.uninstrument()  # sends the second, held by the spacing
+    handle = opshift_aps.instrument(
+        scheduler, pinger, monitors={"quick": "quick"}, clock=clock, timer=timer
+    )
+    for seconds_ago in (3, 1.5):  # the first up goes at once, the second is held
+        when = _now() - timedelta(seconds=seconds_ago)
+        handle.listen(events.JobExecutionEvent(events.EVENT_JOB_EXECUTED, "quick", "x", when))
+        clock.advance(0.001)
+        handle.listen(events.JobSubmissionEvent(events.EVENT_JOB_SUBMITTED, "quick", "x", [when]))
+    handle.uninstrument()  # sends the held one
     durations = [p["metadata"]["durationMs"] for p in pinger.pings("quick")]
-    assert len(durations) == 2 and all(1500 <= ms < 60_000 for ms in durations)
+    assert len(durations) == 2
+    assert 3000 <= durations[0] < 60_000 and 1500 <= durations[1] < 60_000
 
 
 def test_ups_are_spaced_and_counted(
@@ -399,26 +405,30 @@ def test_a_blocking_scheduler_reports_from_its_own_thread(pinger: RecordingPinge
     assert [p["status"] for p in pinger.pings("main")] == ["up"]
 
 
-def test_memory_stays_bounded_and_a_broken_event_is_only_logged(
-    pinger: RecordingPinger, caplog: pytest.LogCaptureFixture
+def test_starts_are_forgotten_a_generation_at_a_time_and_a_broken_event_only_warns(
+    pinger: RecordingPinger, clock: Clock, timer: ManualTimer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Past `kept` entries, memory is cleared (runs still report); a bad event only warns."""
+    """Past `kept` submissions, the oldest generation of starts is forgotten (those runs
+    count from their scheduled time, newer ones from their submission); a bad event warns."""
     scheduler = BackgroundScheduler(timezone="UTC")
-    handle = opshift_aps.instrument(scheduler, pinger, monitors={"j-*": "j"})
+    handle = opshift_aps.instrument(
+        scheduler, pinger, monitors=lambda job_id: job_id, clock=clock, timer=timer
+    )
     handle.kept = 2
-    when = _now()
-    for number in range(4):
-        job_id = f"j-{number}"
+    when = _now() - timedelta(seconds=100)
+    for number in range(6):  # submitted at 0, 1, ... 5 s
         handle.listen(
-            events.JobSubmissionEvent(events.EVENT_JOB_SUBMITTED, job_id, "default", [when])
+            events.JobSubmissionEvent(events.EVENT_JOB_SUBMITTED, f"j-{number}", "x", [when])
         )
-    for number in range(4):
-        executed = events.JobExecutionEvent(events.EVENT_JOB_EXECUTED, f"j-{number}", "x", when)
-        handle.listen(executed)
-        handle.listen(executed)  # a second end: no start known, counted from its time
+        clock.advance(1)
+    clock.advance(4)
+    for number in range(6):  # all end at 10 s
+        handle.listen(events.JobExecutionEvent(events.EVENT_JOB_EXECUTED, f"j-{number}", "x", when))
+    durations = [pinger.pings(f"j-{number}")[0]["metadata"]["durationMs"] for number in range(6)]
+    assert all(100_000 <= ms < 200_000 for ms in durations[:3])
+    assert durations[3:] == [7000, 6000, 5000]
     with caplog.at_level(logging.WARNING, logger="opshift"):
         handle.listen(object())
     assert "Could not report an APScheduler job's run" in caplog.records[-1].getMessage()
     handle.uninstrument()
     handle.uninstrument()  # twice: nothing left to remove
-    assert sum(p["metadata"].get("runs", 1) for p in pinger.pings("j")) == 8

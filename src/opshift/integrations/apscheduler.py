@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Instrumentation", "instrument", "instrumentation", "run_label"]
 
-_GONE = object()
 _INSTRUMENTED: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
 _Key = tuple[str, datetime]  # (job id, scheduled run time)
 _End = Callable[[str, Any, Callable[[], Run]], None]  # (token, event, the run's maker)
@@ -122,14 +121,14 @@ def run_label(when: datetime) -> str:
 class Instrumentation:
     """One scheduler's listener: resolves jobs to tokens and hands runs to the core."""
 
-    kept = 1_000  # runs (and job ids' tokens) remembered before all are forgotten
+    kept = 1_000  # job ids' tokens, and runs' starts a generation, remembered
 
     def __init__(self, scheduler: Any, reporter: Reporter, matcher: Matcher) -> None:
         self.scheduler = scheduler
         self.reporter = reporter
         self.matcher = matcher
-        self._started: dict[_Key, float] = {}
-        self._ended: dict[_Key, None] = {}  # runs that ended before their submission
+        self._started: dict[_Key, float] = {}  # runs' submissions: the newest generation
+        self._older: dict[_Key, float] = {}  # the one before; older ones are forgotten
         self._warned: set[str] = set()  # tokens already warned about
         self._owners: dict[str, str] = {}  # token -> the first job id seen with it
         self._tokens: dict[str, str | None] = {}  # job id -> token, looked up once
@@ -188,9 +187,9 @@ class Instrumentation:
         if self._connected:
             self.scheduler.remove_listener(self._listener)
             self._connected = False
+        self.reporter.flush()  # first: a held up's run reads its start when it is made
         self._started.clear()
-        self._ended.clear()
-        self.reporter.flush()
+        self._older.clear()
         if _INSTRUMENTED.get(self.scheduler) is self:
             del _INSTRUMENTED[self.scheduler]
 
@@ -209,7 +208,7 @@ class Instrumentation:
         """
         from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_SUBMITTED  # type: ignore[import-untyped]
 
-        tokens, token_of, started, ended = self._tokens, self.token, self._started, self._ended
+        tokens, token_of, started, older = self._tokens, self.token, self._started, self._older
         clock, succeeded, run_of = self.reporter.clock, self.reporter.succeeded_later, self._run
         wall = time.time
         over = EVENT_JOB_EXECUTED
@@ -227,25 +226,18 @@ class Instrumentation:
                 code = event.code
                 if code == EVENT_JOB_SUBMITTED:
                     # No lock: the executor's threads would queue on it (measured: 4x the
-                    # cost of a no-op job with 10 threads). Single dict operations are
-                    # atomic; a rare race of a run's end with its own submission leaves
-                    # one entry, cleared with the others.
+                    # cost of a no-op job with 10 threads); single dict operations are
+                    # atomic. Nothing removes a start: the oldest generation is dropped.
                     now = clock()
                     for when in event.scheduled_run_times:
-                        if not ended or ended.pop((job_id, when), _GONE) is _GONE:
-                            started[job_id, when] = now
+                        started[job_id, when] = now
                     if len(started) > self.kept:
+                        older.clear()
+                        older.update(started)
                         started.clear()
                 elif code & over:
                     when = event.scheduled_run_time
-                    begun = started.pop((job_id, when), None)
-                    if begun is not None:
-                        run = partial(run_of, token, job_id, when, begun, clock())
-                    else:  # its submission is not announced yet: it will start nothing
-                        if len(ended) > self.kept:
-                            ended.clear()
-                        ended[job_id, when] = None
-                        run = partial(run_of, token, job_id, when, None, wall())
+                    run = partial(run_of, token, job_id, when, clock(), wall())
                     if code == EVENT_JOB_EXECUTED:
                         succeeded(token, run)
                     else:
@@ -263,18 +255,25 @@ class Instrumentation:
         """Take one scheduler event as the listener does (a testing seam)."""
         self._listener(event)
 
-    @staticmethod
-    def _run(token: str, job_id: Any, when: datetime, begun: float | None, ended: float) -> Run:
-        """Make the Run of a run that has ended, when it is needed (most runs in a burst are
-        only counted): its duration from its submission, ``begun`` and ``ended`` on the
-        reporter's clock; or, with ``begun`` None, from its scheduled time, ``ended`` in
-        epoch seconds, when its submission is not announced yet (the scheduler announces a
-        pass's submissions once the pass is over: a quick run can end first). Not given the
-        event itself: it holds the job's return value, which is not ours to keep alive."""
-        if begun is not None:
+    def _run(self, token: str, job_id: Any, when: datetime, ended: float, wall: float) -> Run:
+        """Make the Run of a run that ended at ``ended`` (the reporter's clock; ``wall``:
+        epoch seconds), when it is needed: most runs in a burst are only counted, and a
+        Run costs a tenth of the bar's margin. Given no event: it holds the job's return
+        value, which is not ours to keep alive.
+
+        Its duration counts from its submission; when that was not announced before the
+        run ended (the scheduler announces a pass's submissions once the pass is over: a
+        quick run can end first), or was forgotten (after ``kept`` later submissions),
+        from its scheduled time.
+        """
+        key = (job_id, when)
+        begun = self._started.get(key)
+        if begun is None:
+            begun = self._older.get(key)
+        if begun is not None and begun <= ended:
             duration_ms = round((ended - begun) * 1000)
         else:
-            duration_ms = max(0, round((ended - when.timestamp()) * 1000))
+            duration_ms = max(0, round((wall - when.timestamp()) * 1000))
         return Run(token, str(job_id), None, 1, duration_ms, None, None, when)
 
     def _errored(self, token: str, event: Any, run: Callable[[], Run]) -> None:
