@@ -219,6 +219,43 @@ def test_a_run_that_ends_before_its_submission_is_announced(
     assert 3000 <= durations[0] < 60_000 and 1500 <= durations[1] < 60_000
 
 
+def test_durations_count_from_the_submission_for_a_long_run_an_error_and_at_uninstrument(
+    pinger: RecordingPinger, clock: Clock, timer: ManualTimer
+) -> None:
+    """A late run still going while another job ticks many times, a run that raises, and a
+    held run sent by uninstrument(): each durationMs from its own submission."""
+    scheduler = BackgroundScheduler(timezone="UTC")
+    handle = opshift_aps.instrument(
+        scheduler, pinger, monitors=lambda job_id: job_id, clock=clock, timer=timer
+    )
+    handle.kept = 2
+    late = _now() - timedelta(minutes=10)  # within its misfire grace time
+    handle.listen(events.JobSubmissionEvent(events.EVENT_JOB_SUBMITTED, "etl", "x", [late]))
+    for _ in range(10):  # a quick job ticks: far more than `kept` submissions
+        when = _now()
+        handle.listen(events.JobSubmissionEvent(events.EVENT_JOB_SUBMITTED, "tick", "x", [when]))
+        clock.advance(0.1)
+        handle.listen(events.JobExecutionEvent(events.EVENT_JOB_EXECUTED, "tick", "x", when))
+    handle.listen(events.JobSubmissionEvent(events.EVENT_JOB_SUBMITTED, "boom", "x", [late]))
+    clock.advance(2)
+    handle.listen(events.JobExecutionEvent(events.EVENT_JOB_EXECUTED, "etl", "x", late))
+    error = ValueError("disk full")
+    failed = events.JobExecutionEvent(
+        events.EVENT_JOB_ERROR, "boom", "x", late, exception=error, traceback=""
+    )
+    handle.listen(failed)
+    assert pinger.pings("etl")[0]["metadata"]["durationMs"] == 3000
+    assert pinger.pings("boom")[0]["metadata"]["durationMs"] == 2000
+    assert [p["metadata"]["durationMs"] for p in pinger.pings("tick")] == [100]  # one held
+    handle.kept = 1_000
+    handle.uninstrument()  # sends the held tick: the latest one's own duration
+    assert pinger.pings("tick")[1]["metadata"] == {
+        **pinger.pings("tick")[1]["metadata"],
+        "durationMs": 100,
+        "runs": 9,
+    }
+
+
 def test_ups_are_spaced_and_counted(
     scheduler: Any, pinger: RecordingPinger, clock: Clock, timer: ManualTimer
 ) -> None:
@@ -257,6 +294,7 @@ def test_a_held_up_carries_the_latest_run_and_keeps_no_return_value(
     for count, seconds in enumerate((1.0, 2.0, 3.0), 1):
         scheduler.add_job(job, "date", run_date=_now(), id="tick", args=[seconds])
         seen.wait(events.EVENT_JOB_EXECUTED, count)
+    scheduler.shutdown(wait=True)  # its threads and futures are gone; the up is still held
     gc.collect()
     assert [ref() for ref in results] == [None, None, None]
     clock.advance(7.5)

@@ -126,6 +126,8 @@ def test_a_run_given_as_its_maker_is_made_only_when_its_up_is_sent(
         reporter.succeeded_later("broken", broken)
     assert "Could not report a run to OpShift as up on 'broken'" in caplog.text
     assert "no run" in caplog.text
+    reporter.succeeded_later("broken", lambda: _run(to="broken"))  # counts the failed one
+    assert pinger.pings("broken")[0]["metadata"]["runs"] == 2
 
 
 def test_a_down_is_never_held_and_cancels_a_held_up() -> None:

@@ -1,8 +1,8 @@
 """The shared core: what a finished run sends, and when. Framework modules only translate.
 
 Rule 1 (one count per run). A run counts once, when its final attempt ends: ``succeeded``
-or ``failed`` is called once per run by the framework module, never for an attempt that
-will be retried. The attempts so far ride on that one ping (``attempts``).
+(or ``succeeded_later``) or ``failed`` is called once per run by the framework module,
+never for an attempt that will be retried. The attempts so far ride on that one ping (``attempts``).
 
 Rule 2 (shapes). ``up``: metadata ``durationMs``, ``attempts``, ``task_id``, ``task``,
 ``host`` (and ``runs`` when it stands for several runs, Rule 3), plus a framework's own
@@ -300,11 +300,13 @@ class Reporter:
 
     def _send_held(self, state: _Token) -> None:
         """Send one up for the held runs (none: nothing); the caller holds ``state.lock``."""
-        runs = state.take_held()
         latest = state.latest
-        if latest is None or runs <= 0:
+        if latest is None:
             return
-        run = made(latest)
+        run = made(latest)  # first: if making it fails, the held runs stay counted
+        runs = state.take_held()
+        if runs <= 0:
+            return
         state.last_up = self.clock()
         metadata = run.metadata()
         if runs > 1:

@@ -127,8 +127,9 @@ class Instrumentation:
         self.scheduler = scheduler
         self.reporter = reporter
         self.matcher = matcher
-        self._started: dict[_Key, float] = {}  # runs' submissions: the newest generation
+        self._started: dict[_Key, float] = {}  # running runs' submissions: newest generation
         self._older: dict[_Key, float] = {}  # the one before; older ones are forgotten
+        self._ended: dict[_Key, bool] = {}  # runs that ended before their submission
         self._warned: set[str] = set()  # tokens already warned about
         self._owners: dict[str, str] = {}  # token -> the first job id seen with it
         self._tokens: dict[str, str | None] = {}  # job id -> token, looked up once
@@ -187,9 +188,10 @@ class Instrumentation:
         if self._connected:
             self.scheduler.remove_listener(self._listener)
             self._connected = False
-        self.reporter.flush()  # first: a held up's run reads its start when it is made
         self._started.clear()
         self._older.clear()
+        self._ended.clear()
+        self.reporter.flush()
         if _INSTRUMENTED.get(self.scheduler) is self:
             del _INSTRUMENTED[self.scheduler]
 
@@ -209,6 +211,7 @@ class Instrumentation:
         from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_SUBMITTED  # type: ignore[import-untyped]
 
         tokens, token_of, started, older = self._tokens, self.token, self._started, self._older
+        ended = self._ended
         clock, succeeded, run_of = self.reporter.clock, self.reporter.succeeded_later, self._run
         wall = time.time
         over = EVENT_JOB_EXECUTED
@@ -227,17 +230,27 @@ class Instrumentation:
                 if code == EVENT_JOB_SUBMITTED:
                     # No lock: the executor's threads would queue on it (measured: 4x the
                     # cost of a no-op job with 10 threads); single dict operations are
-                    # atomic. Nothing removes a start: the oldest generation is dropped.
+                    # atomic. A run's end removes its start; past `kept` runs still going
+                    # (or left by a race), the oldest generation is forgotten.
                     now = clock()
                     for when in event.scheduled_run_times:
-                        started[job_id, when] = now
+                        if not ended or not ended.pop((job_id, when), False):
+                            started[job_id, when] = now
                     if len(started) > self.kept:
                         older.clear()
                         older.update(started)
                         started.clear()
                 elif code & over:
                     when = event.scheduled_run_time
-                    run = partial(run_of, token, job_id, when, clock(), wall())
+                    key = (job_id, when)
+                    begun = started.pop(key, None)
+                    if begun is None:
+                        begun = older.pop(key, None) if older else None
+                        if begun is None:  # not announced yet: the announcement starts nothing
+                            if len(ended) > self.kept:
+                                ended.clear()
+                            ended[key] = True
+                    run = partial(run_of, token, job_id, when, begun, clock(), wall())
                     if code == EVENT_JOB_EXECUTED:
                         succeeded(token, run)
                     else:
@@ -255,21 +268,19 @@ class Instrumentation:
         """Take one scheduler event as the listener does (a testing seam)."""
         self._listener(event)
 
-    def _run(self, token: str, job_id: Any, when: datetime, ended: float, wall: float) -> Run:
-        """Make the Run of a run that ended at ``ended`` (the reporter's clock; ``wall``:
-        epoch seconds), when it is needed: most runs in a burst are only counted, and a
-        Run costs a tenth of the bar's margin. Given no event: it holds the job's return
-        value, which is not ours to keep alive.
+    @staticmethod
+    def _run(
+        token: str, job_id: Any, when: datetime, begun: float | None, ended: float, wall: float
+    ) -> Run:
+        """Make the Run of a run that ended, when it is needed: most runs in a burst are
+        only counted, and a Run costs a tenth of the bar's margin. Given no event: it holds
+        the job's return value, which is not ours to keep alive.
 
-        Its duration counts from its submission; when that was not announced before the
-        run ended (the scheduler announces a pass's submissions once the pass is over: a
-        quick run can end first), or was forgotten (after ``kept`` later submissions),
-        from its scheduled time.
+        Its duration counts from its submission (``begun`` to ``ended``, on the reporter's
+        clock); when that was not announced before the run ended (the scheduler announces
+        a pass's submissions once the pass is over: a quick run can end first), or was
+        forgotten, from its scheduled time (to ``wall``, in epoch seconds).
         """
-        key = (job_id, when)
-        begun = self._started.get(key)
-        if begun is None:
-            begun = self._older.get(key)
         if begun is not None and begun <= ended:
             duration_ms = round((ended - begun) * 1000)
         else:
