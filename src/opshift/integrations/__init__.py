@@ -18,8 +18,8 @@ opshift.integrations`` imports none. The modules, from the bottom up:
   ``opshift plan``.
 
 A new framework is one module: resolve a run to a token with a ``Matcher``, and call a
-``Reporter``'s ``succeeded``/``failed``/``overrunning`` once per run, when its final
-attempt ends.
+``Reporter``'s ``succeeded`` (or ``succeeded_later``, with a maker of the run, for runs by
+the thousand)/``failed``/``overrunning`` once per run, when its final attempt ends.
 """
 
 __all__: list[str] = []
