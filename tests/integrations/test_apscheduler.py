@@ -202,8 +202,7 @@ def test_duration_counts_from_the_submission(
 def test_a_run_that_ends_before_its_submission_is_announced(
     pinger: RecordingPinger, clock: Clock, timer: ManualTimer
 ) -> None:
-    """A run's end before its submission event: duration from its scheduled time, also
-    when its held up is made after that late announcement."""
+    """A run ending before its submission is announced counts from its scheduled time."""
     scheduler = BackgroundScheduler(timezone="UTC")
     handle = opshift_aps.instrument(
         scheduler, pinger, monitors={"quick": "quick"}, clock=clock, timer=timer
@@ -222,8 +221,7 @@ def test_a_run_that_ends_before_its_submission_is_announced(
 def test_durations_count_from_the_submission_for_a_long_run_an_error_and_at_uninstrument(
     pinger: RecordingPinger, clock: Clock, timer: ManualTimer
 ) -> None:
-    """A late run still going while another job ticks many times, a run that raises, and a
-    held run sent by uninstrument(): each durationMs from its own submission."""
+    """A long late run, a failed run and a flushed held run: durationMs from submission."""
     scheduler = BackgroundScheduler(timezone="UTC")
     handle = opshift_aps.instrument(
         scheduler, pinger, monitors=lambda job_id: job_id, clock=clock, timer=timer
@@ -275,8 +273,7 @@ def test_ups_are_spaced_and_counted(
 def test_a_held_up_carries_the_latest_run_and_keeps_no_return_value(
     scheduler: Any, pinger: RecordingPinger, clock: Clock, timer: ManualTimer
 ) -> None:
-    """Runs held by the spacing: the up carries the latest one's duration; the jobs'
-    return values are not kept alive for it (the run is made when the up is sent)."""
+    """A held up carries the latest run's duration and keeps no job's return value alive."""
     opshift_aps.instrument(scheduler, pinger, monitors={"tick": "tick"}, clock=clock, timer=timer)
     seen = Seen(scheduler)
     submitted = threading.Semaphore(0)
@@ -446,8 +443,7 @@ def test_a_blocking_scheduler_reports_from_its_own_thread(pinger: RecordingPinge
 def test_starts_are_forgotten_a_generation_at_a_time_and_a_broken_event_only_warns(
     pinger: RecordingPinger, clock: Clock, timer: ManualTimer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Past `kept` submissions, the oldest generation of starts is forgotten (those runs
-    count from their scheduled time, newer ones from their submission); a bad event warns."""
+    """Past `kept` starts the oldest generation is forgotten; a bad event only warns."""
     scheduler = BackgroundScheduler(timezone="UTC")
     handle = opshift_aps.instrument(
         scheduler, pinger, monitors=lambda job_id: job_id, clock=clock, timer=timer

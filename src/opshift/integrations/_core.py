@@ -1,8 +1,8 @@
 """The shared core: what a finished run sends, and when. Framework modules only translate.
 
 Rule 1 (one count per run). A run counts once, when its final attempt ends: ``succeeded``
-(or ``succeeded_later``) or ``failed`` is called once per run by the framework module,
-never for an attempt that will be retried. The attempts so far ride on that one ping (``attempts``).
+(``succeeded_later``) or ``failed`` is called once per run by the framework module, never
+for an attempt that will be retried. The attempts so far ride on that one ping.
 
 Rule 2 (shapes). ``up``: metadata ``durationMs``, ``attempts``, ``task_id``, ``task``,
 ``host`` (and ``runs`` when it stands for several runs, Rule 3), plus a framework's own
@@ -183,7 +183,7 @@ class _Token:
         return held
 
 
-def made(run: Run | Callable[[], Run]) -> Run:
+def _made(run: Run | Callable[[], Run]) -> Run:
     """``run`` itself, or the Run it makes (see ``Reporter.succeeded_later``)."""
     return run if isinstance(run, Run) else run()
 
@@ -253,13 +253,11 @@ class Reporter:
         self.succeeded_later(run.token, run)
 
     def succeeded_later(self, token: str, run: Run | Callable[[], Run]) -> None:
-        """``succeeded``, with the Run made only if its metadata is sent: ``run`` may be a
-        callable that makes it. A run that an already scheduled ``up`` only counts then
-        costs no Run (APScheduler's no-op jobs: a Run costs a tenth of the bar's margin).
-        """
+        """``succeeded``, ``run`` perhaps a callable making the Run, called only if it is sent:
+        a run that an ``up`` already due only counts costs no Run (APScheduler's bursts)."""
         try:
             if self.gate is not None:
-                self._through_gate(made(run), self.gate)
+                self._through_gate(_made(run), self.gate)
                 return
             state = self._tokens.get(token) or self._token(token)
             state.latest = run
@@ -303,7 +301,7 @@ class Reporter:
         latest = state.latest
         if latest is None:
             return
-        run = made(latest)  # first: if making it fails, the held runs stay counted
+        run = _made(latest)  # first: if making it fails, the held runs stay counted
         runs = state.take_held()
         if runs <= 0:
             return
