@@ -124,10 +124,8 @@ def main() -> None:
         return [i / p for i, p in zip(runs[name], runs["plain"])]
 
     def trials(name: str) -> str:
-        block = options.rounds  # a trial's rounds are consecutive
-        each = [
-            statistics.median(ratios(name)[t : t + block]) for t in range(0, len(runs[name]), block)
-        ]
+        pairs, block = ratios(name), options.rounds  # a trial's rounds are consecutive
+        each = [statistics.median(pairs[t : t + block]) for t in range(0, len(pairs), block)]
         return f"trials {min(each):.3f}x to {max(each):.3f}x"
 
     added = [i - p for i, p in zip(runs["outbox"], runs["plain"])]

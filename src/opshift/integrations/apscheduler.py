@@ -213,7 +213,6 @@ class Instrumentation:
         tokens, token_of, started, older = self._tokens, self.token, self._started, self._older
         ended = self._ended
         clock, succeeded, run_of = self.reporter.clock, self.reporter.succeeded_later, self._run
-        wall = time.time
         over = EVENT_JOB_EXECUTED
         for code in ends:
             over |= code
@@ -246,11 +245,13 @@ class Instrumentation:
                     begun = started.pop(key, None)
                     if begun is None:
                         begun = older.pop(key, None) if older else None
-                        if begun is None:  # not announced yet: the announcement starts nothing
-                            if len(ended) > self.kept:
-                                ended.clear()
-                            ended[key] = True
-                    run = partial(run_of, token, job_id, when, begun, clock(), wall())
+                    if begun is not None:
+                        run = partial(run_of, token, job_id, when, begun, clock())
+                    else:  # not announced yet (or forgotten): its announcement starts nothing
+                        if len(ended) > self.kept:
+                            ended.clear()
+                        ended[key] = True
+                        run = partial(run_of, token, job_id, when, None, time.time())
                     if code == EVENT_JOB_EXECUTED:
                         succeeded(token, run)
                     else:
@@ -269,9 +270,7 @@ class Instrumentation:
         self._listener(event)
 
     @staticmethod
-    def _run(
-        token: str, job_id: Any, when: datetime, begun: float | None, ended: float, wall: float
-    ) -> Run:
+    def _run(token: str, job_id: Any, when: datetime, begun: float | None, ended: float) -> Run:
         """Make the Run of a run that ended, when it is needed: most runs in a burst are
         only counted, and a Run costs a tenth of the bar's margin. Given no event: it holds
         the job's return value, which is not ours to keep alive.
@@ -279,12 +278,12 @@ class Instrumentation:
         Its duration counts from its submission (``begun`` to ``ended``, on the reporter's
         clock); when that was not announced before the run ended (the scheduler announces
         a pass's submissions once the pass is over: a quick run can end first), or was
-        forgotten, from its scheduled time (to ``wall``, in epoch seconds).
+        forgotten (``begun`` None), from its scheduled time (``ended`` in epoch seconds).
         """
-        if begun is not None and begun <= ended:
+        if begun is not None:
             duration_ms = round((ended - begun) * 1000)
         else:
-            duration_ms = max(0, round((wall - when.timestamp()) * 1000))
+            duration_ms = max(0, round((ended - when.timestamp()) * 1000))
         return Run(token, str(job_id), None, 1, duration_ms, None, None, when)
 
     def _errored(self, token: str, event: Any, run: Callable[[], Run]) -> None:
