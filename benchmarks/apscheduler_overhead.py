@@ -2,8 +2,11 @@
 an Outbox for the whole run (as an application does at start-up), one plain.
 
 A trial runs 2,000 jobs each way, in rounds of 200 that alternate between the schedulers
-(each goes first, second and last in turn), so drift on a noisy machine hits all alike; a
-third scheduler, plain too, measures that noise (its ratio to the plain one). A round adds
+(each goes first, second, third and last in turn), so drift on a noisy machine hits all
+alike. Two more schedulers set the scale: a second plain one measures that noise (its
+ratio to the plain one), and the floor has a listener that does nothing, on the two events
+a run brings (its submission and its end), which is what APScheduler's dispatch to a
+listener costs before the listener does any work. A round adds
 its jobs to the paused scheduler (``date`` jobs due now), resumes it and ends
 when the last run's ``EVENT_JOB_EXECUTED`` has been seen; the adds are timed apart (the
 instrumented scheduler looks up each new job id's token as it is added). The figures: the
@@ -34,7 +37,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_EXECUTED  # type: ignore[import-untyped]
+from apscheduler.events import (  # type: ignore[import-untyped]
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_SUBMITTED,
+)
 from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
 
 from opshift import OpShift, Outbox
@@ -46,6 +52,10 @@ SECRET = "ab" * 32  # throwaway
 
 def noop() -> None:
     """The job: nothing, so what is measured is the scheduler and the listener."""
+
+
+def listen(_: Any) -> None:
+    """The floor's listener: called for each run's submission and end, does nothing."""
 
 
 class _Scheduler:
@@ -96,7 +106,7 @@ def main() -> None:
     options = parser.parse_args()
     per_round: int = options.jobs // options.rounds
 
-    names = ("plain", "control", "outbox")
+    names = ("plain", "control", "floor", "outbox")
     adds: dict[str, list[float]] = {name: [] for name in names}
     runs: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as folder, OpShiftServer(SECRET, auto_create=True) as srv:
@@ -105,12 +115,13 @@ def main() -> None:
         handle = opshift_aps.instrument(
             ways["outbox"].scheduler, outbox, monitors={"bench-*": "bench"}
         )
+        ways["floor"].scheduler.add_listener(listen, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED)
         for way in ways.values():
             way.count_runs()
             way.round(per_round)  # warm-up: imports, threads, the SQLite file, the first up
         for n in range(options.trials * options.rounds):
-            order = names[n % 3 :] + names[: n % 3]  # each first, second and last in turn
-            for name in reversed(order) if n // 3 % 2 else order:
+            order = names[n % 4 :] + names[: n % 4]  # each first, ..., last in turn
+            for name in reversed(order) if n // 4 % 2 else order:
                 add, run = ways[name].round(per_round)
                 adds[name].append(add)
                 runs[name].append(run)
@@ -134,12 +145,15 @@ def main() -> None:
     for name, label in (
         ("plain", "plain"),
         ("control", "plain, again"),
+        ("floor", "floor"),
         ("outbox", "instrumented"),
     ):
         print(f"{label + ':':14}{statistics.median(runs[name]) * 1e6:7.1f} us/job to run, "
               f"{statistics.median(adds[name]) * 1e6:6.1f} to add")  # fmt: skip
     print(f"control: ratio {statistics.median(ratios('control')):.3f}x ({trials('control')}): "
           "the noise, plain against plain")  # fmt: skip
+    print(f"floor: ratio {statistics.median(ratios('floor')):.3f}x ({trials('floor')}): "
+          "a listener that does nothing, on a run's submission and end")  # fmt: skip
     print(f"runs: ratio {statistics.median(ratios('outbox')):.3f}x ({trials('outbox')}; "
           f"target <= 1.10x), added {statistics.median(added) * 1e6:+.1f} us per job")  # fmt: skip
 
