@@ -22,7 +22,7 @@ VARIABLES = ["OPSHIFT_SECRET", "OPSHIFT_BASE_URL", "OPSHIFT_DISABLED"]
 PROXIES = ["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"]
 # Every exit status each --help documents, each on a line of its own under "exit status:".
 EXIT_STATUSES = {
-    None: ["0", "1", "2"],
+    None: ["0", "1", "2", "141"],
     "ping": ["0", "1", "2"],
     "alert": ["0", "1", "2"],
     "run": ["126", "127", "128+N", "2"],
@@ -281,7 +281,7 @@ def test_the_docs_list_every_command_variable_and_status() -> None:
         assert re.search(rf"^\| `opshift {command}\b", text, re.MULTILINE), command
     for name in [*VARIABLES, *PROXIES]:
         assert name in text, name
-    for status in ("| 0 |", "| 1 |", "| 2 |"):
+    for status in ("| 0 |", "| 1 |", "| 2 |", "| 141 |"):
         assert status in text
 
 
@@ -318,3 +318,22 @@ def test_an_id_given_as_a_url_is_checked_against_the_configured_server(
     done = cli("ping", f"{server.url}/api/ping/payments-worker", "--quiet", *flag, env=env)
     assert done.returncode == 0, done.stderr
     assert [r.path for r in server.requests] == ["/api/ping/payments-worker"]
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly() -> None:
+    """`opshift doctor | head -1`: with stdout's reader gone, 141 as SIGPIPE, no traceback."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line is written
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSHIFT_")}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "opshift", "doctor"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")

@@ -19,7 +19,8 @@ Rules:
 1. Exit status: 0 success, 1 OpShift refused or could not be reached, 2 usage or
    configuration error: every error found before sending (a bad flag, a field over its
    limit, no secret) is a 2, as nothing was sent. ``run`` exits with the command's own
-   status, ``outbox --flush`` exits 1 when items are left, ``doctor`` 1 when a check fails.
+   status, ``outbox --flush`` exits 1 when items are left, ``doctor`` 1 when a check fails,
+   and output to a pipe whose reader has gone ends quietly with 141, as SIGPIPE would.
    Commands check their call first (``check_call``: ``UsageError``), return their status
    and let OpShiftError propagate (``run`` catches its own, as the command's status wins);
    ``main`` turns it into one line on stderr and 1 or 2.
@@ -83,6 +84,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OpShiftError as error:
         print(f"opshift: error: {for_the_shell(str(error))}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """stdout's reader stopped early (``opshift doctor | head -1``): end quietly with 141,
+    as a shell reports a command that SIGPIPE ended, not with a traceback. stdout now goes
+    to /dev/null, so the interpreter's last flush has nowhere to fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no file (in-process): nothing left to flush
+        pass
+    return 128 + 13  # SIGPIPE
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -30,10 +30,11 @@ _TOP = f"""{_SENDING_ENVIRONMENT}
 {_RETRIES}  `outbox --flush` sends each item once per try instead, backing off as the Outbox does.
 
 exit status:
-  0  success
-  1  OpShift refused the call or could not be reached; `doctor` found a problem;
-     `outbox --flush` left items waiting
-  2  usage or configuration error, found before sending: nothing was sent
+  0    success
+  1    OpShift refused the call or could not be reached; `doctor` found a problem;
+       `outbox --flush` left items waiting
+  2    usage or configuration error, found before sending: nothing was sent
+  141  stdout's reader stopped early (`opshift doctor | head -1`), as SIGPIPE would
   `opshift run` exits with its command's own status instead.
 
 `opshift COMMAND --help` shows each command's options and examples.
