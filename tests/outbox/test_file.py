@@ -159,6 +159,14 @@ def test_unwritable_path_is_a_configuration_error(tmp_path: Path) -> None:
         Outbox(OpShift(SECRET), tmp_path / "missing" / "o.sqlite3")
 
 
+def test_a_directory_is_refused_with_a_file_path_to_use(tmp_path: Path) -> None:
+    """A directory as the path says so and names a file in it (sqlite said "disk I/O error")."""
+    with pytest.raises(ConfigurationError, match="is a directory") as caught:
+        Outbox(OpShift(SECRET), tmp_path)
+    assert repr(str(tmp_path / "opshift-outbox.sqlite3")) in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     """Pointing the outbox at some other file never damages it."""
     path = tmp_path / "notes.txt"
