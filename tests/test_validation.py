@@ -146,6 +146,8 @@ def test_server_answers_the_same_validation_errors(fields: bytes, error: str) ->
         pytest.param(SECRET + "00", "this one has 66 characters", id="long"),
         pytest.param(b"ab" * 32, "must be a str", id="bytes"),
         pytest.param(SECRET.upper(), "uppercase hex digits", id="uppercase"),
+        pytest.param(f'"{SECRET}"', "wrapped in quotes (\"...\")", id="double-quotes"),
+        pytest.param(f"'{SECRET}' ", "66 characters instead of the secret's 64", id="quotes"),
     ],
 )
 def test_constructor_rejects_bad_secrets(secret: Any, message: str) -> None:
@@ -174,6 +176,19 @@ def test_secret_from_environment_with_newline(monkeypatch: pytest.MonkeyPatch) -
         OpShift()
     assert "OPSHIFT_SECRET ends with a newline" in str(caught.value)
     assert "OpShift(secret=" not in str(caught.value)  # no Python advice for a variable
+
+
+def test_a_quoted_secret_from_the_environment_says_where_to_drop_the_quotes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OPSHIFT_SECRET="..." from an env file no shell read: the quotes named, not a length."""
+    monkeypatch.setenv("OPSHIFT_SECRET", f'"{SECRET}"')
+    with pytest.raises(ConfigurationError) as caught:
+        OpShift()
+    message = str(caught.value)
+    assert "in OPSHIFT_SECRET is wrapped in quotes" in message
+    assert "remove them where OPSHIFT_SECRET is set" in message
+    assert "OpShift(secret=" not in message and SECRET[:8] not in message
 
 
 def test_an_uppercase_secret_is_refused_before_a_401(monkeypatch: pytest.MonkeyPatch) -> None:

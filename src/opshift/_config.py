@@ -12,7 +12,13 @@ import re
 
 from .errors import ConfigurationError
 
-__all__ = ["DEFAULT_BASE_URL", "check_base_url", "check_secret", "disabled_by_environment"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "check_base_url",
+    "check_secret",
+    "disabled_by_environment",
+    "quoted",
+]
 
 DEFAULT_BASE_URL = "https://www.opshift.io"
 _HEX = frozenset("0123456789abcdef")  # OpShift's secrets are lowercase hex
@@ -49,6 +55,18 @@ def check_secret(secret: str | None) -> str:
             "The secret has surrounding whitespace (often a trailing newline from a "
             "secrets file); strip it, e.g. OpShift(secret=value.strip())."
         )
+    quote = quoted(secret)
+    if quote:
+        fix = (
+            "remove them where OPSHIFT_SECRET is set (a shell removes them; a file read "
+            "without one, such as docker run --env-file's, keeps them)"
+            if where
+            else "pass the secret without them"
+        )
+        raise ConfigurationError(
+            f"The secret{where} is wrapped in quotes ({quote}...{quote}): they are part of "
+            f"its value, {len(secret.strip())} characters instead of the secret's 64; {fix}."
+        )
     if len(secret) == 64 and _ANY_HEX.issuperset(secret):
         raise ConfigurationError(
             f"The secret{where} has uppercase hex digits: OpShift's secrets are lowercase, and "
@@ -61,6 +79,15 @@ def check_secret(secret: str | None) -> str:
         + ("" if _ANY_HEX.issuperset(secret) else ", not all of them hex digits")
         + "."
     )
+
+
+def quoted(value: str) -> str:
+    """The quote (``"`` or ``'``) that ``value`` is wrapped in, spaces aside, or "": a
+    secret pasted with its quotes into a file no shell reads (``docker run --env-file``)."""
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[0]
+    return ""
 
 
 def check_base_url(base_url: str | None) -> str:

@@ -14,7 +14,13 @@ import os
 import socket
 import time
 
-from .._config import DEFAULT_BASE_URL, check_base_url, check_secret, disabled_by_environment
+from .._config import (
+    DEFAULT_BASE_URL,
+    check_base_url,
+    check_secret,
+    disabled_by_environment,
+    quoted,
+)
 from ..errors import ConfigurationError
 from ..transport._proxy import parse_proxy, proxy_bypass, proxy_settings
 from ._help import for_the_shell
@@ -123,11 +129,12 @@ def _secret_check() -> Check:
             "set OPSHIFT_SECRET to the team's webhook secret (Settings > Webhook Secret)",
         )
     value = os.environ["OPSHIFT_SECRET"].strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+    quote = quoted(value)
+    if quote:
         return Check(
             "secret",
             False,
-            f"OPSHIFT_SECRET is wrapped in quotes ({value[0]}...{value[0]}): they are part of "
+            f"OPSHIFT_SECRET is wrapped in quotes ({quote}...{quote}): they are part of "
             f"its value, {len(value)} characters instead of the secret's 64",
             "remove the quotes around the value where OPSHIFT_SECRET is set (a shell removes "
             "them; a file read without one, such as docker run --env-file's, keeps them)",
