@@ -146,7 +146,7 @@ def test_server_answers_the_same_validation_errors(fields: bytes, error: str) ->
         pytest.param(SECRET + "00", "this one has 66 characters", id="long"),
         pytest.param(b"ab" * 32, "must be a str", id="bytes"),
         pytest.param(SECRET.upper(), "uppercase hex digits", id="uppercase"),
-        pytest.param(f'"{SECRET}"', "wrapped in quotes (\"...\")", id="double-quotes"),
+        pytest.param(f'"{SECRET}"', 'wrapped in quotes ("...")', id="double-quotes"),
         pytest.param(f"'{SECRET}' ", "66 characters instead of the secret's 64", id="quotes"),
     ],
 )
