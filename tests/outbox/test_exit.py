@@ -15,6 +15,7 @@ import pytest
 from opshift import AlertHandler, OpShift, Outbox
 from opshift.outbox import _report
 from opshift.outbox._sqlite import SQLiteStore
+from opshift.testing import OpShiftServer
 
 from ..helpers import SECRET, python, refused_url
 
@@ -204,3 +205,20 @@ def test_the_report_honours_the_applications_own_silencing(
     assert capsys.readouterr().err == "opshift: lost\n"
     monkeypatch.setattr("sys.stderr", None)
     _report.say("lost", logging.ERROR)  # no stream at all: nothing, and no error
+
+
+def test_an_integrations_held_up_goes_out_with_an_outbox_made_after_it(
+    live: OpShiftServer,
+) -> None:
+    """Held ups are queued before the exit flush, though the outbox came after the import."""
+    code = f"""
+        from opshift import OpShift, Outbox
+        from opshift.integrations._core import Run, reporter_for
+        outbox = Outbox(OpShift({SECRET!r}, base_url={live.url!r}))
+        reporter = reporter_for(outbox, source="test")
+        reporter.succeeded(Run(token="nightly", task="first"))
+        reporter.succeeded(Run(token="nightly", task="second"))  # held: within the spacing
+        """
+    _, err, _ = _exit_of(code)
+    tasks = [r.json["metadata"]["task"] for r in live.requests if isinstance(r.json, dict)]
+    assert tasks == ["first", "second"], err

@@ -304,29 +304,33 @@ def test_forked_child_uses_the_file_with_connections_of_its_own(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_childs_sender_starts_after_loggings_fork_hook() -> None:
-    """A child's sender starts once logging works in it, though opshift was imported first."""
+@pytest.mark.parametrize("logging_first", [True, False], ids=["logging-first", "outbox-first"])
+def test_a_childs_sender_starts_after_loggings_fork_hook(logging_first: bool) -> None:
+    """A child's sender starts once logging works in it, whether logging came first or last."""
     child = python(
         """
-        import os, threading
+        import os, sys, threading
         from opshift import OpShift, Outbox   # imports no logging
         from opshift.outbox import _sender
-        import logging
+        if LOGGING_FIRST:
+            import logging
         outcome = []
         after_fork = _sender.Sender.after_fork
         def probe(self):  # where the child's sender thread starts: can another thread log?
             after_fork(self)
+            logging = sys.modules["logging"]
             thread = threading.Thread(target=logging.getLogger, args=("probe",), daemon=True)
             thread.start()
             thread.join(5)
             outcome.append("stuck" if thread.is_alive() else "ok")
         _sender.Sender.after_fork = probe
         outbox = Outbox(OpShift("ab" * 32, base_url="http://127.0.0.1:9"))
+        import logging  # the app's, after its outboxes (a no-op if it came first)
         pid = os.fork()
         if pid == 0:
             os._exit(0 if outcome == ["ok"] else 1)
         print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
-        """
+        """.replace("LOGGING_FIRST", str(logging_first))
     )
     out, err = child.communicate(timeout=60)
     assert out.strip() == "child 0", err

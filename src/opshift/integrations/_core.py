@@ -32,7 +32,6 @@ thread; what the parent held is the parent's to send.
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import os
 import socket
@@ -46,7 +45,7 @@ from .. import _log
 from .._ids import id_problem
 from ..errors import BadRequestError, ConfigurationError
 from ..monitor import failure_reason, tail
-from ..outbox import _process  # noqa: F401 - its exit flush must be registered before ours
+from ..outbox import _process
 from ._timer import Cancel, ThreadTimer, Timer
 
 if TYPE_CHECKING:
@@ -445,6 +444,4 @@ def _flush_at_exit() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-# atexit runs last-registered first: the outbox registers its exit flush when its module is
-# imported (above), so held ups are queued before the outbox's last delivery.
-atexit.register(_flush_at_exit)
+_process.before_exit_flush(_flush_at_exit)  # held ups queued before the outboxes' flush

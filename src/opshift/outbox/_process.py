@@ -1,10 +1,11 @@
 """The process hooks: a flush at interpreter exit, and fork() handled safely.
 
 Every outbox's sender registers here (weakly: a dropped outbox whose sender has ended is
-forgotten). At exit the open outboxes flush side by side, each for at most its
+forgotten). At exit, what the integrations still hold is queued first
+(``before_exit_flush``); then the open outboxes flush side by side, each for at most its
 ``exit_timeout`` from the moment the exit began: one budget for the whole exit. The hook
-runs before ``logging.shutdown`` (it is registered again once ``logging`` is imported),
-so an ``AlertHandler`` closing its own outbox there gets only what is left of that budget.
+runs before ``logging.shutdown`` (it is registered after logging's), so an
+``AlertHandler`` closing its own outbox there gets only what is left of that budget.
 Then whatever is left is reported (``_report``). Across fork() every registered sender's
 locks are held, so the child inherits none half-held; the child then gets threads, locks
 and connections of its own.
@@ -14,41 +15,58 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 import threading
 import time
 import weakref
+from typing import Callable
 
 from .. import _log
 from ._sender import Sender
 
-__all__ = ["exit_deadline", "register"]
+__all__ = ["before_exit_flush", "exit_deadline", "register"]
 
 _live: weakref.WeakSet[Sender] = weakref.WeakSet()
+_first: list[Callable[[], None]] = []  # run at exit before the flush: they may still enqueue
 _held: list[threading.Lock] = []  # what the fork hook holds across fork()
 _started: float | None = None  # when the exit flush began (monotonic)
-_after_logging = False  # registered after logging's own atexit hook, so it runs before it
-_fork_hooks = 0  # sets of fork hooks registered: only the last one acts
-_forking = 0  # the set whose "before" hook ran, so only its "after" hooks act
+_hooked = False  # the exit and fork hooks are registered (once)
 
 
 def register(sender: Sender) -> None:
     """Flush this sender's outbox at exit and keep it usable across fork()."""
-    global _after_logging, _fork_hooks
     _live.add(sender)
-    if not _after_logging:
-        # atexit runs hooks last-registered first: registered after logging's, the exit
-        # flush runs before logging.shutdown() closes the handlers.
-        atexit.unregister(_flush_at_exit)
-        atexit.register(_flush_at_exit)
-        _after_logging = "logging" in sys.modules
-        # Fork hooks run first-registered first: registered after logging's, a child's
-        # sender thread starts once logging's lock is the child's (a sender logging while
-        # it is the parent's copy, held across fork() by logging, would wait forever). At
-        # most two sets: one before logging is imported, one after; only the last acts.
-        if hasattr(os, "register_at_fork") and (_fork_hooks == 0 or _after_logging):
-            _fork_hooks += 1
-            _register_fork_hooks(_fork_hooks)
+    _hook()
+
+
+def before_exit_flush(callback: Callable[[], None]) -> None:
+    """Run ``callback`` at exit before the outboxes flush, whichever was set up first: what
+    it queues (the integrations' held ups) still goes out with the flush."""
+    _first.append(callback)
+    _hook()
+
+
+def _hook() -> None:
+    """Register the exit and fork hooks, once, after logging's own (imported here for that).
+
+    atexit runs the last-registered hook first, so the exit flush runs before
+    ``logging.shutdown()`` closes the handlers. Fork hooks run first-registered first in the
+    child, so a child's sender thread starts once logging's locks are the child's (one
+    logging while they were still the parent's copies, held across fork() by logging,
+    would wait forever).
+    """
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    import logging  # noqa: F401 - for its hooks' place before ours
+
+    atexit.register(_flush_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
 
 
 def exit_deadline(exit_timeout: float) -> float | None:
@@ -61,6 +79,11 @@ def _flush_at_exit() -> None:
     """At interpreter exit, flush the open outboxes side by side, each for at most its
     exit_timeout from now; then report what each leaves behind."""
     global _started
+    for callback in _first:
+        try:
+            callback()
+        except Exception:  # at exit, report and move on
+            _log.logger().exception("Could not queue what an integration held at exit.")
     _started = started = time.monotonic()
     senders = [sender for sender in list(_live) if sender.takes_exit_flush()]
     for sender in senders:
@@ -75,32 +98,6 @@ def _flush_at_exit() -> None:
             sender.report_left(at_exit=True)
         except Exception:
             _log.logger().exception("Could not report what the outbox left at exit.")
-
-
-def _register_fork_hooks(number: int) -> None:
-    """Register set ``number`` of fork hooks; they act only while it is the last set."""
-
-    def before() -> None:
-        global _forking
-        if number == _fork_hooks:
-            _forking = number
-            _before_fork()
-
-    def after_in_parent() -> None:
-        global _forking
-        if _forking == number:
-            _forking = 0
-            _after_fork_in_parent()
-
-    def after_in_child() -> None:
-        global _forking
-        if _forking == number:
-            _forking = 0
-            _after_fork_in_child()
-
-    os.register_at_fork(
-        before=before, after_in_parent=after_in_parent, after_in_child=after_in_child
-    )
 
 
 def _before_fork() -> None:
