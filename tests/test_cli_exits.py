@@ -320,14 +320,20 @@ def test_an_id_given_as_a_url_is_checked_against_the_configured_server(
     assert [r.path for r in server.requests] == ["/api/ping/payments-worker"]
 
 
-def test_a_reader_that_stops_early_ends_the_output_quietly() -> None:
+@pytest.mark.parametrize(
+    "args",
+    [["doctor"], ["--version"], ["--help"], ["ping", "--help"]],
+    ids=["doctor", "version", "help", "ping-help"],
+)
+def test_a_reader_that_stops_early_ends_the_output_quietly(args: list[str]) -> None:
     """`opshift doctor | head -1`: with stdout's reader gone, 141 as SIGPIPE, no traceback."""
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first line is written
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSHIFT_")}
+    env.pop("PYTHONUNBUFFERED", None)  # buffered, as usual: the last flush meets the pipe
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "opshift", "doctor"],
+            [sys.executable, "-m", "opshift", *args],
             stdout=write,
             stderr=subprocess.PIPE,
             text=True,

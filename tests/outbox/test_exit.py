@@ -222,3 +222,21 @@ def test_an_integrations_held_up_goes_out_with_an_outbox_made_after_it(
     _, err, _ = _exit_of(code)
     tasks = [r.json["metadata"]["task"] for r in live.requests if isinstance(r.json, dict)]
     assert tasks == ["first", "second"], err
+
+
+def test_an_exit_callback_interrupted_still_lets_the_outboxes_flush(
+    live: OpShiftServer,
+) -> None:
+    """Ctrl-C in a callback before the flush (a hung direct send): the outbox still delivers."""
+    code = f"""
+        from opshift import OpShift, Outbox
+        from opshift.outbox import _process
+        outbox = Outbox(OpShift({SECRET!r}, base_url={live.url!r}))
+        def interrupted():
+            raise KeyboardInterrupt
+        _process.before_exit_flush(interrupted)
+        outbox.ping("nightly")
+        """
+    _, err, _ = _exit_of(code)
+    assert [r.path for r in live.requests] == ["/api/ping/nightly"], err
+    assert "An exit callback failed" in err

@@ -159,11 +159,12 @@ def test_unwritable_path_is_a_configuration_error(tmp_path: Path) -> None:
         Outbox(OpShift(SECRET), tmp_path / "missing" / "o.sqlite3")
 
 
-def test_a_directory_is_refused_with_a_file_path_to_use(tmp_path: Path) -> None:
+@pytest.mark.parametrize("slash", ["", "/"], ids=["plain", "trailing-slash"])
+def test_a_directory_is_refused_with_a_file_path_to_use(tmp_path: Path, slash: str) -> None:
     """A directory as the path says so and names a file in it (sqlite said "disk I/O error")."""
     with pytest.raises(ConfigurationError, match="is a directory") as caught:
-        Outbox(OpShift(SECRET), tmp_path)
-    assert repr(str(tmp_path / "opshift-outbox.sqlite3")) in str(caught.value)
+        Outbox(OpShift(SECRET), str(tmp_path) + slash)
+    assert str(tmp_path / "opshift-outbox.sqlite3") in str(caught.value)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -54,6 +54,18 @@ __all__ = ["build_parser", "main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
+    try:
+        try:
+            return _main(argv)
+        finally:  # `--help` and usage errors too (SystemExit)
+            if sys.stdout is not None:
+                sys.stdout.flush()  # here, not in the interpreter's last flush, unguarded
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    """Parse, dispatch, and turn an SDK error into one line on stderr and its status."""
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
@@ -84,8 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OpShiftError as error:
         print(f"opshift: error: {for_the_shell(str(error))}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return _reader_gone()
 
 
 def _reader_gone() -> int:

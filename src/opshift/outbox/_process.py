@@ -30,6 +30,7 @@ _first: list[Callable[[], None]] = []  # run at exit before the flush: they may 
 _held: list[threading.Lock] = []  # what the fork hook holds across fork()
 _started: float | None = None  # when the exit flush began (monotonic)
 _hooked = False  # the exit and fork hooks are registered (once)
+_hooking = threading.Lock()  # two first outboxes at once: the hooks still registered once
 
 
 def register(sender: Sender) -> None:
@@ -55,18 +56,19 @@ def _hook() -> None:
     would wait forever).
     """
     global _hooked
-    if _hooked:
-        return
-    _hooked = True
-    import logging  # noqa: F401 - for its hooks' place before ours
+    with _hooking:
+        if _hooked:
+            return
+        _hooked = True
+        import logging  # noqa: F401 - for its hooks' place before ours
 
-    atexit.register(_flush_at_exit)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(
-            before=_before_fork,
-            after_in_parent=_after_fork_in_parent,
-            after_in_child=_after_fork_in_child,
-        )
+        atexit.register(_flush_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(
+                before=_before_fork,
+                after_in_parent=_after_fork_in_parent,
+                after_in_child=_after_fork_in_child,
+            )
 
 
 def exit_deadline(exit_timeout: float) -> float | None:
@@ -82,8 +84,8 @@ def _flush_at_exit() -> None:
     for callback in _first:
         try:
             callback()
-        except Exception:  # at exit, report and move on
-            _log.logger().exception("Could not queue what an integration held at exit.")
+        except BaseException:  # even Ctrl-C in a hung send: the outboxes still flush
+            _log.logger().exception("An exit callback failed before the outboxes' flush.")
     _started = started = time.monotonic()
     senders = [sender for sender in list(_live) if sender.takes_exit_flush()]
     for sender in senders:

@@ -97,12 +97,12 @@ def open_file(path: str, wait: float) -> sqlite3.Connection:
     # outside SQLite: closing any descriptor of it drops every POSIX lock this process
     # holds on it (an earlier Outbox's on the same path too), and another process's close
     # would then delete the WAL this one still writes to.
+    if os.path.isdir(path):  # sqlite would only say "disk I/O error"
+        raise ConfigurationError(
+            f"Cannot use {path!r} as an outbox: it is a directory. Pass a file path in it, "
+            f"e.g. {os.path.join(path, 'opshift-outbox.sqlite3')!r}."
+        )
     if not _create(path):
-        if os.path.isdir(path):  # sqlite would only say "disk I/O error"
-            raise ConfigurationError(
-                f"Cannot use {path!r} as an outbox: it is a directory. Pass a file path in "
-                f"it, e.g. {os.path.join(path, 'opshift-outbox.sqlite3')!r}."
-            )
         if not os.path.exists(path):  # a dangling symlink: create what it points to
             _create(os.path.realpath(path))
         elif not os.access(path, os.R_OK | os.W_OK):  # by path: no descriptor, no lock lost
